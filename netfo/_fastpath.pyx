@@ -1,0 +1,481 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The forwarding loop: TAP master <-> AF_PACKET slave sockets.
+
+One loop, woken by epoll, runs with the GIL released and touches no Python
+object per frame.  Frames carry a 10-byte virtio-net header on both sides
+(TAP IFF_VNET_HDR, slave PACKET_VNET_HDR), so a 64 KB GSO segment is one read
+and one write and is passed through unchanged.
+
+The control plane talks to the loop in two ways:
+  * set_ready(slot, flag): a plain store the loop reads per batch - the
+    "one cheap call" that moves transmit between slaves;
+  * set_slave(slot, fd): a command applied by the loop between batches and
+    acknowledged, so that a slave socket is only ever closed by the loop
+    itself, never while it may still be in use.
+"""
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport malloc, free
+from libc.string cimport memmove, memset
+from libc.errno cimport (errno, EAGAIN, EINTR, ENOBUFS, ENETDOWN, ENXIO,
+                         ENODEV, EINVAL, EIO)
+
+cdef extern from "<unistd.h>" nogil:
+    ssize_t read(int fd, void *buf, size_t count)
+    ssize_t write(int fd, const void *buf, size_t count)
+    int close(int fd)
+
+cdef extern from "<sys/uio.h>" nogil:
+    struct iovec:
+        void *iov_base
+        size_t iov_len
+
+cdef extern from "<sys/socket.h>" nogil:
+    ctypedef unsigned int socklen_t
+    struct msghdr:
+        void *msg_name
+        socklen_t msg_namelen
+        iovec *msg_iov
+        size_t msg_iovlen
+        void *msg_control
+        size_t msg_controllen
+        int msg_flags
+    struct mmsghdr:
+        msghdr msg_hdr
+        unsigned int msg_len
+    struct cmsghdr:
+        size_t cmsg_len
+        int cmsg_level
+        int cmsg_type
+    int recvmmsg(int fd, mmsghdr *vec, unsigned int vlen, int flags, void *timeout)
+    int sendmmsg(int fd, mmsghdr *vec, unsigned int vlen, int flags)
+    cmsghdr *CMSG_FIRSTHDR(msghdr *m)
+    cmsghdr *CMSG_NXTHDR(msghdr *m, cmsghdr *c)
+    unsigned char *CMSG_DATA(cmsghdr *c)
+    int MSG_DONTWAIT, MSG_TRUNC
+
+cdef extern from "<sys/epoll.h>" nogil:
+    union epoll_data_t "epoll_data":
+        uint32_t u32
+    struct epoll_event:
+        uint32_t events
+        epoll_data_t data
+    int epoll_create1(int flags)
+    int epoll_ctl(int epfd, int op, int fd, epoll_event *ev)
+    int epoll_wait(int epfd, epoll_event *evs, int maxevents, int timeout)
+    int EPOLLIN, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CLOEXEC
+
+cdef extern from "<sys/eventfd.h>" nogil:
+    int eventfd(unsigned int initval, int flags)
+    int EFD_NONBLOCK, EFD_CLOEXEC
+
+cdef extern from "<linux/if_packet.h>" nogil:
+    struct sockaddr_ll:
+        unsigned short sll_family
+        unsigned short sll_protocol
+        int sll_ifindex
+        unsigned short sll_hatype
+        unsigned char sll_pkttype
+        unsigned char sll_halen
+        unsigned char sll_addr[8]
+    struct tpacket_auxdata:
+        uint32_t tp_status
+        uint32_t tp_len
+        uint32_t tp_snaplen
+        uint16_t tp_mac
+        uint16_t tp_net
+        uint16_t tp_vlan_tci
+        uint16_t tp_vlan_tpid
+    int PACKET_AUXDATA, PACKET_OUTGOING, PACKET_OTHERHOST
+    int TP_STATUS_VLAN_VALID, TP_STATUS_VLAN_TPID_VALID
+
+cdef extern from *:
+    """
+    #define NETFO_SOL_PACKET 263
+    #define netfo_barrier() __sync_synchronize()
+    """
+    int NETFO_SOL_PACKET
+    void netfo_barrier() nogil
+
+cdef extern from "<arpa/inet.h>" nogil:
+    uint16_t htons(uint16_t)
+
+
+cdef enum:
+    BATCH = 32
+    VNET = 10            # sizeof(struct virtio_net_hdr)
+    VLAN_HLEN = 4
+    BUFSZ = 67584        # vnet header + 64 KB GSO frame + Ethernet/VLAN headers
+    CMSGSZ = 64
+    VNET_NEEDS_CSUM = 1
+    TAG_TAP = 0
+    TAG_SLOT0 = 1        # TAG_SLOT0 + slot
+    TAG_CMD = 3
+    C_RX_ACTIVE = 0
+    C_RX_KERNEL = 1
+    C_RX_ALL = 2
+
+# Slots: the roles a slave can hold.
+PRIMARY = 0
+STANDBY = 1
+# Receive policies (see README: "rx policy").
+RX_ACTIVE = C_RX_ACTIVE  # deliver only from the slave that transmits (bonding)
+RX_KERNEL = C_RX_KERNEL  # net_failover: standby RX dropped while a primary exists
+RX_ALL = C_RX_ALL        # deliver from both slaves
+
+cdef struct slot_stats:
+    uint64_t rx_packets
+    uint64_t rx_bytes
+    uint64_t tx_packets
+    uint64_t tx_bytes
+    uint64_t rx_dropped      # received but not delivered (policy, other host)
+    uint64_t tx_dropped      # frame lost on this slave (no room, error)
+
+cdef struct master_stats:
+    uint64_t rx_packets
+    uint64_t rx_bytes
+    uint64_t tx_packets
+    uint64_t tx_bytes
+    uint64_t rx_dropped
+    uint64_t tx_dropped
+    # drop reasons (each drop is counted in exactly one of these)
+    uint64_t drop_no_slave       # TX with no ready slave (B-19)
+    uint64_t drop_rx_policy      # RX on a slave the policy does not deliver
+    uint64_t drop_otherhost      # RX unicast for another MAC
+    uint64_t drop_truncated      # RX larger than our buffers
+    uint64_t drop_bad_vnet       # RX the kernel could not describe in a vnet header
+    uint64_t drop_tap_write      # TAP refused the frame (e.g. master down)
+    uint64_t drop_tap_read       # TAP gave a frame without a payload
+    uint64_t drop_tx_nobufs      # slave queue full
+    uint64_t drop_tx_error       # slave refused the frame (e.g. too big)
+    uint64_t send_failovers      # active slave failed mid-send; loop switched
+
+
+cdef class Datapath:
+    """Forwarding state for one failover master; run() is the loop."""
+
+    cdef int tap_fd, epfd, cmd_fd, ack_fd
+    cdef int fds[2]
+    cdef volatile int ready[2]
+    cdef volatile int stopping
+    cdef int rx_policy
+    cdef int promisc
+    cdef bint running
+    # pending command (written under the GIL, applied by the loop)
+    cdef int p_slot, p_fd
+    cdef volatile unsigned long cmd_gen, applied_gen
+    cdef slot_stats slots[2]
+    cdef master_stats m
+    # TAP -> slave batch
+    cdef char *txbuf
+    cdef mmsghdr txmsg[BATCH]
+    cdef iovec txiov[BATCH]
+    # slave -> TAP batch (each buffer has VLAN_HLEN of headroom)
+    cdef char *rxbuf
+    cdef mmsghdr rxmsg[BATCH]
+    cdef iovec rxiov[BATCH]
+    cdef sockaddr_ll rxaddr[BATCH]
+    cdef char rxcmsg[BATCH][CMSGSZ]
+
+    def __cinit__(self, int tap_fd, int rx_policy=RX_ACTIVE):
+        cdef int i
+        self.tap_fd = tap_fd
+        self.fds[0] = self.fds[1] = -1
+        self.ready[0] = self.ready[1] = 0
+        self.epfd = self.cmd_fd = self.ack_fd = -1
+        self.txbuf = <char *>malloc(BATCH * BUFSZ)
+        self.rxbuf = <char *>malloc(BATCH * (BUFSZ + VLAN_HLEN))
+        if self.txbuf == NULL or self.rxbuf == NULL:
+            raise MemoryError()
+        memset(self.txmsg, 0, sizeof(self.txmsg))
+        memset(self.rxmsg, 0, sizeof(self.rxmsg))
+        memset(&self.m, 0, sizeof(self.m))
+        memset(self.slots, 0, sizeof(self.slots))
+        for i in range(BATCH):
+            self.txiov[i].iov_base = self.txbuf + i * BUFSZ
+            self.txmsg[i].msg_hdr.msg_iov = &self.txiov[i]
+            self.txmsg[i].msg_hdr.msg_iovlen = 1
+            self.rxiov[i].iov_base = self.rxbuf + i * (BUFSZ + VLAN_HLEN) + VLAN_HLEN
+            self.rxiov[i].iov_len = BUFSZ
+            self.rxmsg[i].msg_hdr.msg_iov = &self.rxiov[i]
+            self.rxmsg[i].msg_hdr.msg_iovlen = 1
+            self.rxmsg[i].msg_hdr.msg_name = &self.rxaddr[i]
+            self.rxmsg[i].msg_hdr.msg_control = self.rxcmsg[i]
+        self.set_rx_policy(rx_policy)
+        self.epfd = epoll_create1(EPOLL_CLOEXEC)
+        self.cmd_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+        self.ack_fd = eventfd(0, EFD_CLOEXEC)
+        if self.epfd < 0 or self.cmd_fd < 0 or self.ack_fd < 0:
+            raise OSError(errno, "datapath: epoll/eventfd setup failed")
+        self._watch(tap_fd, TAG_TAP)
+        self._watch(self.cmd_fd, TAG_CMD)
+
+    def __dealloc__(self):
+        cdef int i
+        for i in range(2):
+            if self.fds[i] >= 0:
+                close(self.fds[i])
+        for i in (self.epfd, self.cmd_fd, self.ack_fd):
+            if i >= 0:
+                close(i)
+        free(self.txbuf)
+        free(self.rxbuf)
+
+    cdef int _watch(self, int fd, uint32_t tag) except -1:
+        cdef epoll_event ev
+        ev.events = EPOLLIN
+        ev.data.u32 = tag
+        if epoll_ctl(self.epfd, EPOLL_CTL_ADD, fd, &ev) < 0:
+            raise OSError(errno, "datapath: epoll_ctl failed")
+        return 0
+
+    # ---- control-plane API (called with the GIL, from another thread) ----
+
+    def set_rx_policy(self, int policy):
+        if policy not in (RX_ACTIVE, RX_KERNEL, RX_ALL):
+            raise ValueError("unknown rx policy %d" % policy)
+        self.rx_policy = policy
+
+    def set_promisc(self, bint on):
+        """Deliver unicast for other hosts too (the master is promiscuous)."""
+        self.promisc = on
+
+    def set_ready(self, int slot, bint ready):
+        """Tell the loop whether a slave may transmit (admin up and carrier)."""
+        self.ready[slot & 1] = ready
+
+    def set_slave(self, int slot, int fd):
+        """Give the loop slave socket fd for slot (-1: no slave).
+
+        The loop takes ownership of fd and closes the previous one itself,
+        between batches, then acknowledges; this returns after that.
+        """
+        if slot not in (PRIMARY, STANDBY):
+            raise ValueError("slot must be PRIMARY or STANDBY")
+        self.p_slot = slot
+        self.p_fd = fd
+        netfo_barrier()
+        self.cmd_gen += 1
+        if not self.running:
+            self._apply()
+            return
+        self._kick()
+        with nogil:
+            while self.applied_gen != self.cmd_gen:
+                self._wait_ack()
+
+    def active(self):
+        """Slot that transmits now (PRIMARY, STANDBY) or -1 (B-19)."""
+        return self._active()
+
+    def fd(self, int slot):
+        """The slave socket of slot, or -1: for setsockopt, never to close."""
+        return self.fds[slot & 1]
+
+    def stop(self):
+        """Make run() return after the current batch."""
+        self.stopping = 1
+        self._kick()
+
+    def run(self):
+        """The forwarding loop; returns after stop().  Call from a thread."""
+        self.running = True
+        self.stopping = 0
+        try:
+            with nogil:
+                self._loop()
+        finally:
+            self.running = False
+
+    def stats(self):
+        """Counters: master totals (monotonic) and per-slot since enslaved."""
+        master = dict(self.m)
+        slots = [dict(self.slots[0]), dict(self.slots[1])]
+        return {"master": master, "slots": slots}
+
+    # ---- the loop (GIL released) ----
+
+    cdef void _kick(self) noexcept nogil:
+        cdef uint64_t one = 1
+        write(self.cmd_fd, &one, 8)
+
+    cdef void _wait_ack(self) noexcept nogil:
+        cdef uint64_t v
+        read(self.ack_fd, &v, 8)
+
+    cdef inline int _active(self) noexcept nogil:
+        if self.fds[0] >= 0 and self.ready[0]:
+            return 0
+        if self.fds[1] >= 0 and self.ready[1]:
+            return 1
+        return -1
+
+    cdef void _apply(self) noexcept nogil:
+        cdef uint64_t v
+        cdef int slot, old
+        cdef epoll_event ev
+        read(self.cmd_fd, &v, 8)
+        if self.applied_gen == self.cmd_gen:
+            return
+        netfo_barrier()
+        slot = self.p_slot
+        old = self.fds[slot]
+        if old >= 0:
+            epoll_ctl(self.epfd, EPOLL_CTL_DEL, old, &ev)
+            close(old)
+        self.fds[slot] = self.p_fd
+        memset(&self.slots[slot], 0, sizeof(slot_stats))
+        if self.p_fd >= 0:
+            ev.events = EPOLLIN
+            ev.data.u32 = TAG_SLOT0 + slot
+            epoll_ctl(self.epfd, EPOLL_CTL_ADD, self.p_fd, &ev)
+        netfo_barrier()
+        self.applied_gen = self.cmd_gen
+        v = 1
+        write(self.ack_fd, &v, 8)
+
+    cdef void _loop(self) noexcept nogil:
+        cdef epoll_event evs[4]
+        cdef int n, i
+        cdef uint32_t tag
+        while not self.stopping:
+            n = epoll_wait(self.epfd, evs, 4, -1)
+            if n < 0:
+                if errno == EINTR:
+                    continue
+                break
+            for i in range(n):
+                tag = evs[i].data.u32
+                if tag == TAG_TAP:
+                    self._pump_tap()
+                elif tag == TAG_CMD:
+                    self._apply()
+                else:
+                    self._pump_slave(tag - TAG_SLOT0)
+
+    cdef void _pump_tap(self) noexcept nogil:
+        """Read a batch from the master and send it via the active slave."""
+        cdef int n = 0, sent = 0, s, k, err, i
+        cdef ssize_t r
+        while n < BATCH:
+            r = read(self.tap_fd, self.txiov[n].iov_base, BUFSZ)
+            if r < 0:
+                break
+            if r <= VNET:
+                self.m.drop_tap_read += 1
+                self.m.tx_dropped += 1
+                continue
+            self.txiov[n].iov_len = r
+            n += 1
+        while sent < n:
+            s = self._active()
+            if s < 0:
+                self.m.drop_no_slave += n - sent
+                self.m.tx_dropped += n - sent
+                return
+            k = sendmmsg(self.fds[s], &self.txmsg[sent], n - sent, 0)
+            if k > 0:
+                for i in range(sent, sent + k):
+                    self.slots[s].tx_bytes += self.txiov[i].iov_len - VNET
+                self.slots[s].tx_packets += k
+                self.m.tx_packets += k
+                for i in range(sent, sent + k):
+                    self.m.tx_bytes += self.txiov[i].iov_len - VNET
+                sent += k
+                continue
+            err = errno
+            if err == ENETDOWN or err == ENXIO or err == ENODEV:
+                # The slave vanished or went down before netlink told us:
+                # switch now and resend the same frames on the other one.
+                self.ready[s] = 0
+                self.m.send_failovers += 1
+                continue
+            if err == EAGAIN or err == ENOBUFS:
+                self.m.drop_tx_nobufs += 1
+            else:
+                self.m.drop_tx_error += 1
+            self.slots[s].tx_dropped += 1
+            self.m.tx_dropped += 1
+            sent += 1
+
+    cdef void _pump_slave(self, int s) noexcept nogil:
+        """Receive a batch on slave s and deliver it to the master."""
+        cdef int fd = self.fds[s]
+        cdef int k, i, act, deliver
+        cdef unsigned int length
+        cdef char *frame
+        cdef cmsghdr *c
+        cdef tpacket_auxdata *aux
+        cdef uint16_t tpid
+        cdef uint16_t *hdr16
+        if fd < 0:
+            return
+        for i in range(BATCH):
+            self.rxmsg[i].msg_hdr.msg_namelen = sizeof(sockaddr_ll)
+            self.rxmsg[i].msg_hdr.msg_controllen = CMSGSZ
+            self.rxmsg[i].msg_hdr.msg_flags = 0
+        k = recvmmsg(fd, self.rxmsg, BATCH, MSG_DONTWAIT | MSG_TRUNC, NULL)
+        if k < 0:
+            if errno == EINVAL:
+                # The skb could not be described in a vnet header; the
+                # kernel has consumed it (af_packet.c packet_rcv_vnet).
+                self.m.drop_bad_vnet += 1
+                self.m.rx_dropped += 1
+            return
+        if self.rx_policy == C_RX_ALL:
+            deliver = 1
+        elif self.rx_policy == C_RX_KERNEL:
+            deliver = s == 0 or self.fds[0] < 0
+        else:
+            act = self._active()
+            deliver = act == s or act < 0
+        for i in range(k):
+            length = self.rxmsg[i].msg_len
+            self.slots[s].rx_packets += 1
+            self.slots[s].rx_bytes += length - VNET
+            if self.rxaddr[i].sll_pkttype == PACKET_OUTGOING:
+                continue    # PACKET_IGNORE_OUTGOING missing: not ours to deliver
+            if (self.rxmsg[i].msg_hdr.msg_flags & MSG_TRUNC) or length > BUFSZ:
+                self._rx_drop(s, &self.m.drop_truncated)
+                continue
+            if not deliver:
+                self._rx_drop(s, &self.m.drop_rx_policy)
+                continue
+            if self.rxaddr[i].sll_pkttype == PACKET_OTHERHOST and not self.promisc:
+                self._rx_drop(s, &self.m.drop_otherhost)
+                continue
+            frame = <char *>self.rxiov[i].iov_base
+            c = CMSG_FIRSTHDR(&self.rxmsg[i].msg_hdr)
+            while c != NULL:
+                if c.cmsg_level == NETFO_SOL_PACKET and c.cmsg_type == PACKET_AUXDATA:
+                    aux = <tpacket_auxdata *>CMSG_DATA(c)
+                    if aux.tp_status & TP_STATUS_VLAN_VALID and length >= VNET + 12:
+                        # The device stripped the tag (B-28): put it back
+                        # between the MAC addresses and the ethertype.
+                        tpid = 0x8100
+                        if aux.tp_status & TP_STATUS_VLAN_TPID_VALID:
+                            tpid = aux.tp_vlan_tpid
+                        memmove(frame - VLAN_HLEN, frame, VNET + 12)
+                        frame -= VLAN_HLEN
+                        hdr16 = <uint16_t *>(frame + VNET + 12)
+                        hdr16[0] = htons(tpid)
+                        hdr16[1] = htons(aux.tp_vlan_tci)
+                        hdr16 = <uint16_t *>frame
+                        if (<uint8_t *>frame)[0] & VNET_NEEDS_CSUM:
+                            hdr16[3] += VLAN_HLEN     # csum_start
+                        if (<uint8_t *>frame)[1] != 0:
+                            hdr16[1] += VLAN_HLEN     # hdr_len
+                        length += VLAN_HLEN
+                    break
+                c = CMSG_NXTHDR(&self.rxmsg[i].msg_hdr, c)
+            if write(self.tap_fd, frame, length) < 0:
+                self.m.drop_tap_write += 1
+                self.m.rx_dropped += 1
+                continue
+            self.m.rx_packets += 1
+            self.m.rx_bytes += length - VNET
+
+    cdef inline void _rx_drop(self, int s, uint64_t *reason) noexcept nogil:
+        reason[0] += 1
+        self.slots[s].rx_dropped += 1
+        self.m.rx_dropped += 1

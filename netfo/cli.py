@@ -1,0 +1,217 @@
+"""Command line: netfo up / down / status / lab."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from typing import Optional
+
+from . import control
+from .links import NetfoError
+
+RUN_DIR = "/run/netfo"
+
+
+def _netns_id() -> str:
+    """Daemon files are per network namespace, like the control socket."""
+    try:
+        return str(os.stat("/proc/self/ns/net").st_ino)
+    except OSError:
+        return "0"
+
+
+def log_path(ifname: str) -> str:
+    return os.path.join(RUN_DIR, f"net{_netns_id()}-{ifname}.log")
+
+
+def _setup_logging(ifname: str) -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s netfo[{ifname}] %(levelname)s %(message)s")
+
+
+# ---------------------------------------------------------------- up
+
+def cmd_up(args) -> int:
+    if not args.foreground:
+        return _spawn_daemon(args)
+    from .daemon import Daemon     # needs pyroute2 + the extension: only here
+    _setup_logging(args.ifname)
+    ready_fd = args.ready_fd
+    d = Daemon(args.ifname, primary=args.primary, rx_policy=args.rx_policy)
+    try:
+        d.up()
+    except NetfoError as e:
+        _tell(ready_fd, f"error: {e}")
+        print(f"netfo: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:        # a bug, but still: nothing left half-done
+        _tell(ready_fd, f"error: {type(e).__name__}: {e}")
+        logging.exception("up failed")
+        return 1
+    try:
+        d.serve(ready=lambda: _tell(ready_fd, "ok"))
+    finally:
+        d.down()
+        logging.info("%s: down, machine restored", args.ifname)
+    return 0
+
+
+def _tell(fd: Optional[int], line: str) -> None:
+    if fd is not None:
+        try:
+            os.write(fd, (line + "\n").encode())
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _spawn_daemon(args) -> int:
+    """Run `up --foreground` detached; return when the master is ready."""
+    os.makedirs(RUN_DIR, exist_ok=True)
+    rd, wr = os.pipe()
+    argv = [sys.executable, "-m", "netfo", "up", args.ifname, "--foreground",
+            "--rx-policy", args.rx_policy, "--ready-fd", str(wr)]
+    if args.primary:
+        argv += ["--primary", args.primary]
+    path = log_path(args.ifname)
+    with open(path, "a") as logf:
+        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                         pass_fds=(wr,), start_new_session=True)
+    os.close(wr)
+    with os.fdopen(rd) as f:
+        line = f.readline().strip()
+    if line == "ok":
+        print(f"netfo: {args.ifname} is up (daemon log: {path})")
+        return 0
+    msg = line[len("error: "):] if line.startswith("error: ") else f"daemon failed, see {path}"
+    print(f"netfo: {msg}", file=sys.stderr)
+    return 1
+
+
+# ---------------------------------------------------------------- down
+
+def cmd_down(args) -> int:
+    reply = control.request(args.ifname, "down", timeout=60)
+    if reply is None:
+        print(f"netfo: netfo is not running on {args.ifname} in this network namespace",
+              file=sys.stderr)
+        return 1
+    if "error" in reply:
+        print(f"netfo: {reply['error']}", file=sys.stderr)
+        return 1
+    # The daemon exits once it has replied; wait so that `down` returning
+    # means its control socket is gone too.
+    for _ in range(100):
+        if not control.running(args.ifname):
+            break
+        time.sleep(0.05)
+    print(f"netfo: {args.ifname} is down, restored")
+    return 0
+
+
+# ---------------------------------------------------------------- status
+
+def cmd_status(args) -> int:
+    names = [args.ifname] if args.ifname else control.list_daemons()
+    result = []
+    for name in names:
+        st = control.request(name, "status")
+        if st is None:
+            print(f"netfo: netfo is not running on {name} in this network namespace",
+                  file=sys.stderr)
+            return 1
+        result.append(st)
+    if args.json:
+        print(json.dumps(result[0] if args.ifname else result, indent=2))
+    elif not result:
+        print("netfo: no failover master in this network namespace")
+    else:
+        print("\n\n".join(format_status(st) for st in result))
+    return 0
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def format_status(st: dict) -> str:
+    m = st["master"]
+    s = m["stats"]
+    lines = [f"{m['name']}: carrier {'on' if m['carrier'] else 'off'}, mtu {m['mtu']}, "
+             f"mac {m['mac']}, rx-policy {st['rx_policy']}",
+             f"  transmitting via: {st['active'] or 'none (frames dropped)'}"]
+    for sl in st["slaves"]:
+        c = sl["stats"]
+        link = ("up" if sl["admin_up"] else "down") + (", carrier" if sl["carrier"] else ", no carrier")
+        mark = "*" if sl["transmitting"] else " "
+        lines.append(f" {mark}{sl['role']:8} {sl['name']:15} {link:18} "
+                     f"rx {c['rx_packets']} pkts/{_human(c['rx_bytes'])}  "
+                     f"tx {c['tx_packets']} pkts/{_human(c['tx_bytes'])}  "
+                     f"dropped rx {c['rx_dropped']} tx {c['tx_dropped']}")
+    lines.append(f"  master: rx {s['rx_packets']} pkts/{_human(s['rx_bytes'])}  "
+                 f"tx {s['tx_packets']} pkts/{_human(s['tx_bytes'])}  "
+                 f"dropped rx {s['rx_dropped']} tx {s['tx_dropped']}")
+    drops = ", ".join(f"{k} {v}" for k, v in st["drops"].items() if v)
+    if drops:
+        lines.append(f"  drops: {drops}")
+    last = st["last_failover"]
+    when = (f" (last {time.strftime('%H:%M:%S', time.localtime(last))}, "
+            f"{time.time() - last:.1f} s ago)") if last else ""
+    lines.append(f"  failovers: {st['failovers']}{when}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- main
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="netfo", description=(
+        "Userspace net_failover: one master interface over a VF (primary) and a "
+        "paravirtual NIC (standby) with the same MAC."))
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    up = sub.add_parser("up", help="make IFNAME a failover master")
+    up.add_argument("ifname", help="the paravirtual NIC (becomes IFNAME+nsby)")
+    up.add_argument("--primary", metavar="IF", help="pin the primary by name")
+    up.add_argument("--foreground", action="store_true", help="stay attached (systemd, tests)")
+    up.add_argument("--rx-policy", choices=("active", "kernel", "all"), default="active",
+                    help="frames from the slave that does not transmit: drop them (active, "
+                         "default), drop standby frames while a primary exists (kernel), "
+                         "or deliver them (all)")
+    up.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    up.set_defaults(fn=cmd_up)
+
+    down = sub.add_parser("down", help="stop and restore the machine as before up")
+    down.add_argument("ifname")
+    down.set_defaults(fn=cmd_down)
+
+    st = sub.add_parser("status", help="show masters, slaves, counters")
+    st.add_argument("ifname", nargs="?")
+    st.add_argument("--json", action="store_true", help="machine-readable (see README)")
+    st.set_defaults(fn=cmd_status)
+
+    from . import labcli
+    labcli.add_parser(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except NetfoError as e:
+        print(f"netfo: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

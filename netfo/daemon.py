@@ -1,0 +1,453 @@
+"""Wires the group logic, netlink, the TAP and the fast path together.
+
+`Daemon.up()` builds the master and undoes every step if one fails;
+`Daemon.serve()` follows netlink until asked to stop; `Daemon.down()` puts
+the machine back as it was.  Frames never pass through this module.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.rtnl import RTMGRP_LINK
+
+from . import _fastpath, control, links, packet, tap
+from .group import Enslave, Group, Ignore, Link, Release, Role
+from .links import NetfoError
+
+log = logging.getLogger("netfo")
+
+RX_POLICIES = {"active": _fastpath.RX_ACTIVE, "kernel": _fastpath.RX_KERNEL,
+               "all": _fastpath.RX_ALL}
+TICK = 0.2          # s between polls of what netlink does not announce
+STATUS_VERSION = 1
+
+
+def standby_name(ifname: str) -> str:
+    """udev's name for a STANDBY virtio NIC (B-9), cut to IFNAMSIZ-1."""
+    return (ifname + "nsby")[:15]
+
+
+@dataclass
+class SlaveState:
+    """What netfo changed on an enslaved link, to undo on release."""
+    index: int
+    name: str
+    mtu: int
+    was_up: bool
+    mcast: frozenset = frozenset()
+
+
+class Daemon:
+    def __init__(self, ifname: str, primary: Optional[str] = None, rx_policy: str = "active"):
+        self.ifname = ifname
+        self.pinned = primary
+        self.rx_policy = rx_policy
+        self.sby_name = standby_name(ifname)
+        self.ipr = IPRoute()
+        self.events: Optional[IPRoute] = None
+        self.undo: list = []                    # (description, callable), LIFO
+        self.slaves: dict = {}                  # Role -> SlaveState
+        self.group: Optional[Group] = None
+        self.dp: Optional[_fastpath.Datapath] = None
+        self.tap_fd = -1
+        self.master_index = 0
+        self.mtu = 0
+        self.mac = ""
+        self.carrier: Optional[bool] = None
+        self.mcast: frozenset = frozenset()
+        self.promisc = False
+        self.thread: Optional[threading.Thread] = None
+        self.ctl: Optional[socket.socket] = None
+        self.stop = threading.Event()
+        self.carry: Optional[tuple] = None      # (addresses, routes) for down()
+        self.started = time.time()
+
+    # ------------------------------------------------------------------ up
+
+    def up(self) -> None:
+        """Build the master; on any failure leave the machine as it was."""
+        try:
+            self._up()
+        except BaseException:
+            self._unwind()
+            raise
+
+    def _step(self, what: str, undo: Callable[[], None]) -> None:
+        self.undo.append((what, undo))
+
+    def _unwind(self) -> None:
+        while self.undo:
+            what, fn = self.undo.pop()
+            try:
+                fn()
+            except Exception as e:      # keep undoing the rest
+                log.error("while undoing %s: %s", what, e)
+
+    def _check(self) -> Link:
+        if os.geteuid() != 0:
+            raise NetfoError("netfo needs root (CAP_NET_ADMIN): run it with sudo")
+        if not os.path.exists(tap.TUN_PATH):
+            raise NetfoError(f"{tap.TUN_PATH} is missing: load the tun module (modprobe tun)")
+        if len(self.ifname.encode()) > 15 or self.sby_name == self.ifname:
+            raise NetfoError(f"interface name {self.ifname!r} is too long: the standby "
+                             f"name {self.ifname}+'nsby' must fit in 15 bytes and differ from it")
+        if control.running(self.ifname):
+            raise NetfoError(f"netfo is already running on {self.ifname} "
+                             f"(see: netfo status {self.ifname})")
+        sb = links.get(self.ipr, name=self.ifname)
+        if sb is None:
+            raise NetfoError(f"no interface named {self.ifname}: pick one from `ip link`")
+        if sb.kind == "tun":
+            raise NetfoError(f"{self.ifname} is a TAP/TUN device; give the paravirtual NIC "
+                             "(netfo makes the TAP itself)")
+        if sb.arptype != 1:
+            raise NetfoError(f"{self.ifname} is not an Ethernet interface")
+        if links.get(self.ipr, name=self.sby_name) is not None:
+            raise NetfoError(f"{self.sby_name} exists already: {self.ifname} seems to be in a "
+                             "failover group (netfo status, or the kernel's net_failover)")
+        return sb
+
+    def _find_primary(self, group: Group) -> Optional[Link]:
+        found = [l for l in links.dump(self.ipr) if group.wants(l) == Role.PRIMARY]
+        if self.pinned and not found:
+            other = links.get(self.ipr, name=self.pinned)
+            if other is not None:
+                raise NetfoError(f"--primary {self.pinned} has MAC {other.identity_mac}, "
+                                 f"not {group.mac} of {self.ifname}")
+            log.info("primary %s not present yet: waiting for it", self.pinned)
+        for extra in found[1:]:
+            log.warning("%s has the same MAC but a primary is taken: left alone (B-6)", extra.name)
+        return found[0] if found else None
+
+    def _up(self) -> None:
+        sb = self._check()
+        self.mac, self.mtu = sb.mac, sb.mtu
+        # Subscribe before reading state, so no link event falls in between.
+        self.events = IPRoute()
+        self.events.bind(RTMGRP_LINK)
+        self.ctl = control.listen(self.ifname)
+        self._step("control socket", self.ctl.close)
+
+        group = Group(self.ifname, sb.mac, sb.index, self.pinned)
+        primary = self._find_primary(group)
+        if primary is not None and primary.max_mtu and primary.max_mtu < self.mtu:
+            raise NetfoError(f"{primary.name} (same MAC) cannot take MTU {self.mtu} "
+                             f"(its maximum is {primary.max_mtu}): lower {self.ifname}'s MTU first")
+
+        addrs = links.addresses(self.ipr, sb.index)
+        rts = links.routes(self.ipr, sb.index)
+        was_up = sb.up
+        log.info("%s: renaming to %s", self.ifname, self.sby_name)
+        links.rename(self.ipr, sb.index, self.sby_name)
+        self._step("rename standby", lambda: self._restore_standby(sb, was_up, addrs, rts))
+        links.flush_addresses(self.ipr, sb.index, addrs)
+
+        self.tap_fd = tap.open_tap(self.ifname)
+        self._step("TAP", self._destroy_tap)
+        tap.set_persist(self.tap_fd, True)
+        self.master_index = links.get(self.ipr, name=self.ifname).index
+        group.master_index = self.master_index
+        links.set_link(self.ipr, self.master_index, "configure the master",
+                       address=self.mac, mtu=self.mtu)
+        links.set_qdisc_noqueue(self.ifname)
+        links.set_link(self.ipr, self.master_index, "bring the master up", state="up")
+        # The addresses were valid on this link a moment ago: no second DAD.
+        links.add_addresses(self.ipr, self.master_index, addrs, links.IFA_F_NODAD)
+        links.add_routes(self.ipr, self.master_index, rts)
+
+        self.silencer = links.Silencer(self.ifname)
+        self._step("nftables table", self.silencer.destroy)
+        self.dp = _fastpath.Datapath(self.tap_fd, RX_POLICIES[self.rx_policy])
+        self.group = group
+        self._step("slaves", self._release_all)
+        for link in [links.get(self.ipr, index=sb.index)] + ([primary] if primary else []):
+            self._apply(group.link_changed(link))
+        if Role.STANDBY not in self.slaves:
+            raise NetfoError(f"could not enslave the standby {self.sby_name}: see the log")
+        self._drain_events()
+        self.thread = threading.Thread(target=self.dp.run, name="netfo-datapath", daemon=True)
+        self.thread.start()
+        self._step("datapath", self._stop_datapath)
+        self._sync()
+        log.info("%s: master up (index %d), standby %s, primary %s", self.ifname,
+                 self.master_index, self.sby_name,
+                 self.slaves[Role.PRIMARY].name if Role.PRIMARY in self.slaves else "none yet")
+
+    def _drain_events(self) -> None:
+        """Drop the events of our own setup, then take the state as it is now."""
+        sel = selectors.DefaultSelector()
+        sel.register(self.events.fileno(), selectors.EVENT_READ)
+        while sel.select(0):
+            self.events.get()
+        sel.close()
+        for link in links.dump(self.ipr):
+            if link.index != self.master_index:
+                self._apply(self.group.link_changed(link))
+
+    # ------------------------------------------------------ enslave/release
+
+    def _apply(self, actions: list) -> None:
+        for a in actions:
+            if isinstance(a, Enslave):
+                try:
+                    self._enslave(a.role, a.link)
+                except NetfoError as e:
+                    log.error("%s not enslaved as %s: %s", a.link.name, a.role, e)
+                    self.group.reject(a.role)
+            elif isinstance(a, Release):
+                self._release(a.role, a.gone)
+            elif isinstance(a, Ignore):
+                log.warning("%s has %s's MAC but is left alone: %s", a.link.name, self.ifname, a.reason)
+
+    def _enslave(self, role: Role, link: Link) -> None:
+        """B-12/B-13: force the master's MTU, open, then hand it to the loop."""
+        state = SlaveState(link.index, link.name, link.mtu, link.up)
+        if link.mtu != self.mtu:
+            links.set_link(self.ipr, link.index, f"set {link.name} mtu {self.mtu}", mtu=self.mtu)
+        try:
+            self.silencer.silence(link.name)
+            if not link.up:
+                links.set_link(self.ipr, link.index, f"bring {link.name} up", state="up")
+            fd = packet.open_slave(link.name)
+        except BaseException:
+            self.slaves[role] = state
+            self._release(role, gone=False)
+            raise
+        state.mcast = self._sync_mcast(fd, link.index, frozenset(), self.mcast)
+        self.slaves[role] = state
+        self.dp.set_slave(role, fd)
+        log.info("%s enslaved as %s (index %d)", link.name, role, link.index)
+
+    def _release(self, role: Role, gone: bool) -> None:
+        state = self.slaves.pop(role, None)
+        if state is None:
+            return
+        if self.dp is not None:
+            self.dp.set_ready(role, False)
+            self.dp.set_slave(role, -1)     # the loop closes the old socket
+        self.silencer.unsilence(state.name, gone)
+        if not gone:
+            if state.mtu != self.mtu:
+                links.set_link(self.ipr, state.index, "restore MTU", mtu=state.mtu)
+            if not state.was_up and role == Role.PRIMARY:
+                links.set_link(self.ipr, state.index, "restore admin state", state="down")
+        log.info("%s released from %s (%s)", state.name, role, "deleted" if gone else "restored")
+
+    def _release_all(self) -> None:
+        for role in list(self.slaves):
+            try:
+                self._release(role, gone=False)
+            except NetfoError as e:
+                log.error("release %s: %s", role, e)
+
+    def _sync_mcast(self, fd: int, ifindex: int, old: frozenset, new: frozenset) -> frozenset:
+        for mac in new - old:
+            packet.membership(fd, ifindex, packet.PACKET_MR_MULTICAST, mac, add=True)
+        for mac in old - new:
+            packet.membership(fd, ifindex, packet.PACKET_MR_MULTICAST, mac, add=False)
+        return new
+
+    # ------------------------------------------------------------ events
+
+    def _sync(self) -> None:
+        """Push the group's decisions to the loop and the master carrier."""
+        for role in Role:
+            link = self.group.slaves.get(role)
+            self.dp.set_ready(role, bool(link and link.ready and role in self.slaves))
+        carrier = self.group.carrier
+        if carrier != self.carrier:
+            tap.set_carrier(self.tap_fd, carrier)
+            self.carrier = carrier
+            log.info("%s: carrier %s", self.ifname, "on" if carrier else "off")
+
+    def _on_link(self, msg) -> None:
+        link = links.link_from_msg(msg)
+        if link.index == self.master_index:
+            return self._on_master(link)
+        role = self.group.role_of(link.index)
+        if role is not None and role in self.slaves and self.slaves[role].name != link.name:
+            self.silencer.rename(self.slaves[role].name, link.name)
+            self.slaves[role].name = link.name
+        before = self.group.active()
+        self._apply(self.group.link_changed(link))
+        self._sync()
+        if self.group.active() != before:
+            log.info("transmit via %s (%s %s, carrier %s)", self.group.active(),
+                     link.name, "up" if link.up else "down", "on" if link.carrier else "off")
+
+    def _on_master(self, link: Link) -> None:
+        if link.mac != self.mac:
+            log.warning("%s: MAC change to %s reverted (B-40)", self.ifname, link.mac)
+            links.set_link(self.ipr, self.master_index, "revert master MAC", address=self.mac)
+        if link.mtu != self.mtu:
+            self._change_mtu(link.mtu)
+
+    def _change_mtu(self, new: int) -> None:
+        """B-36: primary first, then standby; any refusal rolls all back."""
+        done = []
+        try:
+            for role in (Role.PRIMARY, Role.STANDBY):
+                state = self.slaves.get(role)
+                if state is not None:
+                    links.set_link(self.ipr, state.index, f"set {state.name} mtu {new}", mtu=new)
+                    done.append(state)
+        except NetfoError as e:
+            log.error("%s: MTU %d refused, rolled back to %d: %s", self.ifname, new, self.mtu, e)
+            for state in done:
+                links.set_link(self.ipr, state.index, "roll back MTU", mtu=self.mtu)
+            links.set_link(self.ipr, self.master_index, "roll back master MTU", mtu=self.mtu)
+            return
+        log.info("%s: MTU %d -> %d", self.ifname, self.mtu, new)
+        self.mtu = new
+
+    def _on_del(self, msg) -> None:
+        index = msg["index"]
+        if index == self.master_index:
+            log.error("%s was deleted behind netfo's back: stopping", self.ifname)
+            self.master_index = 0
+            self.stop.set()
+            return
+        before = self.group.active()
+        self._apply(self.group.link_removed(index))
+        self._sync()
+        if self.group.active() != before:
+            log.info("transmit via %s (link %d deleted)", self.group.active(), index)
+
+    def _tick(self) -> None:
+        """What netlink does not announce: the master's multicast list."""
+        new = frozenset(links.mcast_list(self.master_index))
+        if new != self.mcast:
+            for role, state in self.slaves.items():
+                fd = self.dp.fd(role)
+                if fd >= 0:
+                    state.mcast = self._sync_mcast(fd, state.index, state.mcast, new)
+            self.mcast = new
+        promisc = bool(links.flags(self.ipr, self.master_index) & links.IFF_PROMISC)
+        if promisc != self.promisc:
+            self.dp.set_promisc(promisc)
+            self.promisc = promisc
+
+    # ------------------------------------------------------------ serve
+
+    def serve(self, ready: Optional[Callable[[], None]] = None) -> None:
+        """Follow netlink and the control socket until stopped."""
+        sel = selectors.DefaultSelector()
+        sel.register(self.events.fileno(), selectors.EVENT_READ, "netlink")
+        sel.register(self.ctl, selectors.EVENT_READ, "control")
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop.set())
+        if ready:
+            ready()
+        while not self.stop.is_set():
+            for key, _ in sel.select(TICK):
+                if key.data == "netlink":
+                    for msg in self.events.get():
+                        if msg["event"] == "RTM_NEWLINK":
+                            self._on_link(msg)
+                        elif msg["event"] == "RTM_DELLINK":
+                            self._on_del(msg)
+                else:
+                    self._serve_client()
+            if self.master_index and not self.stop.is_set():
+                self._tick()
+        sel.close()
+
+    def _serve_client(self) -> None:
+        conn, _ = self.ctl.accept()
+        with conn:
+            conn.settimeout(5)
+            try:
+                req = json.loads(conn.makefile().readline() or "{}")
+            except (ValueError, OSError):
+                return
+            cmd = req.get("cmd")
+            if cmd == "status":
+                reply = self.status()
+            elif cmd == "down":
+                self.stop.set()
+                self.down()
+                reply = {"ok": True}
+            else:
+                reply = {"error": f"unknown command {cmd!r}"}
+            conn.sendall(json.dumps(reply).encode() + b"\n")
+
+    # ------------------------------------------------------------ status
+
+    def status(self) -> dict:
+        stats = self.dp.stats()
+        active = self.group.active()
+        master = stats["master"]
+        slaves = []
+        for role in Role:
+            link = self.group.slaves.get(role)
+            if link is None or role not in self.slaves:
+                continue
+            slaves.append({
+                "role": str(role), "name": self.slaves[role].name, "index": link.index,
+                "admin_up": link.up, "carrier": link.carrier, "ready": link.ready,
+                "transmitting": role == active, "stats": stats["slots"][role],
+            })
+        drops = {k[len("drop_"):]: v for k, v in master.items() if k.startswith("drop_")}
+        return {
+            "version": STATUS_VERSION,
+            "master": {"name": self.ifname, "index": self.master_index, "mac": self.mac,
+                       "mtu": self.mtu, "carrier": bool(self.carrier),
+                       "stats": {k: v for k, v in master.items()
+                                 if not k.startswith("drop_") and k != "send_failovers"}},
+            "active": str(active) if active is not None else None,
+            "rx_policy": self.rx_policy,
+            "slaves": slaves,
+            "drops": drops,
+            "failovers": self.group.failovers + master["send_failovers"],
+            "last_failover": self.group.last_failover,
+            "pid": os.getpid(),
+            "since": self.started,
+        }
+
+    # ------------------------------------------------------------ down
+
+    def down(self) -> None:
+        """Stop forwarding and put everything back as before up().
+
+        What goes back onto the standby is what the master has now (the user
+        may have changed it since up), not the snapshot taken at up.
+        """
+        if self.master_index and self.undo:
+            self.carry = (links.addresses(self.ipr, self.master_index),
+                          links.routes(self.ipr, self.master_index))
+        self._unwind()
+
+    def _stop_datapath(self) -> None:
+        self.dp.stop()
+        self.thread.join(5)
+
+    def _destroy_tap(self) -> None:
+        tap.set_persist(self.tap_fd, False)
+        os.close(self.tap_fd)       # a non-persistent TAP goes with its fd
+        self.tap_fd = -1
+
+    def _restore_standby(self, sb: Link, was_up: bool, addrs: list, rts: list) -> None:
+        """Rename back and return the addresses and routes to it."""
+        if self.carry is not None:
+            flags = {(a["address"], a["prefixlen"]): a["flags"] for a in addrs}
+            addrs, rts = self.carry
+            for a in addrs:     # drop the NODAD that up() added, keep the rest
+                a["flags"] = flags.get((a["address"], a["prefixlen"]),
+                                       a["flags"] & ~links.IFA_F_NODAD)
+        links.rename(self.ipr, sb.index, sb.name)
+        if sb.mtu != (links.get(self.ipr, index=sb.index) or sb).mtu:
+            links.set_link(self.ipr, sb.index, "restore MTU", mtu=sb.mtu)
+        if was_up:
+            links.set_link(self.ipr, sb.index, f"bring {sb.name} up", state="up")
+        links.add_addresses(self.ipr, sb.index, addrs)
+        links.add_routes(self.ipr, sb.index, rts)

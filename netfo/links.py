@@ -1,0 +1,265 @@
+"""Netlink and friends: find links, rename, move addresses and routes, and
+keep the slaves' own IP stacks silent.  All kernel-facing control-plane code
+lives here so the daemon reads as a sequence of intentions."""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import subprocess
+from typing import Iterable, Optional
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from .group import Link
+
+IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000
+IFF_PROMISC = 0x100
+IFF_ALLMULTI = 0x200
+IFA_F_NODAD = 0x02
+RT_TABLE_LOCAL = 255
+# Routes the kernel or router advertisements made: they come back by
+# themselves and must not be copied as static routes.
+AUTO_PROTOS = {2, 9}          # RTPROT_KERNEL, RTPROT_RA
+
+
+class NetfoError(Exception):
+    """A failure to report to the user as one line."""
+
+
+def link_from_msg(msg) -> Link:
+    kind = None
+    info = msg.get_attr("IFLA_LINKINFO")
+    if info is not None:
+        kind = info.get_attr("IFLA_INFO_KIND")
+    flags = msg["flags"]
+    carrier = msg.get_attr("IFLA_CARRIER")
+    return Link(
+        index=msg["index"],
+        name=msg.get_attr("IFLA_IFNAME"),
+        mac=(msg.get_attr("IFLA_ADDRESS") or "").lower(),
+        perm_mac=msg.get_attr("IFLA_PERM_ADDRESS"),
+        up=bool(flags & IFF_UP),
+        carrier=bool(carrier) if carrier is not None else bool(flags & IFF_LOWER_UP),
+        mtu=msg.get_attr("IFLA_MTU") or 0,
+        max_mtu=msg.get_attr("IFLA_MAX_MTU") or 0,
+        kind=kind,
+        arptype=msg["ifi_type"],
+    )
+
+
+def get(ipr: IPRoute, name: Optional[str] = None, index: Optional[int] = None) -> Optional[Link]:
+    try:
+        msgs = ipr.link("get", ifname=name) if name else ipr.link("get", index=index)
+    except NetlinkError as e:
+        if e.code in (errno.ENODEV, errno.ENOENT):
+            return None
+        raise
+    return link_from_msg(msgs[0])
+
+
+def dump(ipr: IPRoute) -> list:
+    return [link_from_msg(m) for m in ipr.link("dump")]
+
+
+def flags(ipr: IPRoute, index: int) -> int:
+    return ipr.link("get", index=index)[0]["flags"]
+
+
+def set_link(ipr: IPRoute, index: int, what: str, **kw) -> None:
+    """ipr.link('set') with a one-line error naming what was attempted."""
+    try:
+        ipr.link("set", index=index, **kw)
+    except NetlinkError as e:
+        raise NetfoError(f"cannot {what}: {e.args[1] if len(e.args) > 1 else e}") from None
+
+
+def rename(ipr: IPRoute, index: int, new: str) -> None:
+    """Rename while down: kernels before 6.2 refuse to rename an UP link (B-10)."""
+    set_link(ipr, index, f"set link {index} down", state="down")
+    set_link(ipr, index, f"rename link {index} to {new}", ifname=new)
+
+
+def set_qdisc_noqueue(name: str) -> None:
+    """The kernel master is IFF_NO_QUEUE (B-2): no second qdisc on the way."""
+    run(["tc", "qdisc", "replace", "dev", name, "root", "noqueue"])
+
+
+# -- addresses and routes ----------------------------------------------------
+
+def addresses(ipr: IPRoute, index: int) -> list:
+    """Addresses to carry between standby and master.
+
+    IPv6 link-local addresses are left out: the kernel makes them itself from
+    the MAC, on whichever interface has IPv6 enabled.
+    """
+    out = []
+    for msg in ipr.get_addr(index=index):
+        addr = msg.get_attr("IFA_ADDRESS")
+        if msg["family"] == 10 and ipaddress.ip_address(addr).is_link_local:
+            continue
+        out.append({
+            "family": msg["family"],
+            "address": msg.get_attr("IFA_LOCAL") or addr,
+            "prefixlen": msg["prefixlen"],
+            "broadcast": msg.get_attr("IFA_BROADCAST"),
+            "flags": msg.get_attr("IFA_FLAGS") or msg["flags"],
+        })
+    return out
+
+
+def add_addresses(ipr: IPRoute, index: int, addrs: Iterable[dict], extra_flags: int = 0) -> None:
+    for a in addrs:
+        kw = {"index": index, "address": a["address"], "prefixlen": a["prefixlen"],
+              "family": a["family"], "flags": (a["flags"] or 0) | extra_flags}
+        if a.get("broadcast"):
+            kw["broadcast"] = a["broadcast"]
+        try:
+            ipr.addr("add", **kw)
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise NetfoError(f"cannot add address {a['address']}/{a['prefixlen']}: {e}") from None
+
+
+def routes(ipr: IPRoute, index: int) -> list:
+    """Routes through index that a user or DHCP made (all tables, both families)."""
+    out = []
+    for family in (2, 10):
+        for msg in ipr.route("dump", family=family):
+            if msg.get_attr("RTA_OIF") != index:
+                continue
+            table = msg.get_attr("RTA_TABLE") or msg["table"]
+            if table == RT_TABLE_LOCAL or msg["proto"] in AUTO_PROTOS:
+                continue
+            dst = msg.get_attr("RTA_DST")
+            route = {
+                "family": family, "table": table, "proto": msg["proto"],
+                "scope": msg["scope"], "type": msg["type"],
+                "dst": f"{dst}/{msg['dst_len']}" if dst else None,
+                "gateway": msg.get_attr("RTA_GATEWAY"),
+                "priority": msg.get_attr("RTA_PRIORITY"),
+                "prefsrc": msg.get_attr("RTA_PREFSRC"),
+            }
+            out.append(route)
+    return out
+
+
+def add_routes(ipr: IPRoute, index: int, rts: Iterable[dict]) -> None:
+    for r in rts:
+        kw = {k: v for k, v in r.items() if v is not None}
+        kw["oif"] = index
+        if "dst" not in kw:
+            kw["dst"] = "default" if r["family"] == 2 else "::/0"
+        try:
+            ipr.route("add", **kw)
+        except NetlinkError as e:
+            if e.code != errno.EEXIST:
+                raise NetfoError(f"cannot add route {kw['dst']}: {e}") from None
+
+
+def flush_addresses(ipr: IPRoute, index: int, addrs: Iterable[dict]) -> None:
+    for a in addrs:
+        try:
+            ipr.addr("del", index=index, address=a["address"], prefixlen=a["prefixlen"],
+                     family=a["family"])
+        except NetlinkError:
+            pass
+
+
+# -- sysctls, nftables -------------------------------------------------------
+
+def sysctl_path(family: int, name: str, key: str) -> str:
+    return f"/proc/sys/net/ipv{4 if family == 4 else 6}/conf/{name}/{key}"
+
+
+def sysctl_get(family: int, name: str, key: str) -> Optional[str]:
+    try:
+        with open(sysctl_path(family, name, key)) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def sysctl_set(family: int, name: str, key: str, value: str) -> None:
+    try:
+        with open(sysctl_path(family, name, key), "w") as f:
+            f.write(value)
+    except OSError as e:
+        raise NetfoError(f"cannot set net.ipv{family}.conf.{name}.{key}: {e.strerror}") from None
+
+
+def run(argv: list, stdin: Optional[str] = None) -> None:
+    try:
+        p = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=10)
+    except FileNotFoundError:
+        raise NetfoError(f"{argv[0]} not found: install it (e.g. apt-get install "
+                         f"{'nftables' if argv[0] == 'nft' else 'iproute2'})") from None
+    if p.returncode != 0:
+        raise NetfoError(f"{' '.join(argv)}: {p.stderr.strip()}")
+
+
+class Silencer:
+    """Keeps a slave's own IP stack out of the way of the master.
+
+    A frame for the master's IP that reaches a slave would otherwise also be
+    answered by the slave's stack (weak host model): duplicate ping replies,
+    ARP replies from the wrong interface.  An nftables netdev ingress chain
+    drops everything arriving on the slave; ETH_P_ALL packet sockets see the
+    frames before that hook, so netfo still gets them.  disable_ipv6 keeps
+    the slave from sending DAD, RS and MLD with the shared MAC.
+    """
+
+    def __init__(self, master: str):
+        self.table = f"netfo_{master}"
+        self.saved: dict = {}       # slave name -> original disable_ipv6
+
+    def silence(self, name: str) -> None:
+        self._drop_chain(name)      # a chain left by a deleted link of that name
+        old = sysctl_get(6, name, "disable_ipv6")
+        self.saved[name] = old
+        if old is not None:
+            sysctl_set(6, name, "disable_ipv6", "1")
+        run(["nft", "-f", "-"], stdin=(
+            f"table netdev {self.table} {{\n"
+            f"  chain in_{name} {{ type filter hook ingress device \"{name}\" priority -500; policy drop; }}\n"
+            f"}}\n"))
+
+    def unsilence(self, name: str, gone: bool = False) -> None:
+        """Undo silence(); gone: the link was deleted, only forget it."""
+        old = self.saved.pop(name, None)
+        self._drop_chain(name)
+        if old is not None and not gone:
+            sysctl_set(6, name, "disable_ipv6", old)
+
+    def _drop_chain(self, name: str) -> None:
+        try:
+            run(["nft", "delete", "chain", "netdev", self.table, f"in_{name}"])
+        except NetfoError:
+            pass
+
+    def rename(self, old: str, new: str) -> None:
+        if old in self.saved:
+            self.saved[new] = self.saved.pop(old)
+
+    def destroy(self) -> None:
+        try:
+            run(["nft", "delete", "table", "netdev", self.table])
+        except NetfoError:
+            pass
+
+
+# -- the master's multicast list (no netlink notification exists: poll) -----
+
+def mcast_list(ifindex: int) -> set:
+    """Link-layer multicast addresses of ifindex, from /proc/net/dev_mcast."""
+    out = set()
+    try:
+        with open("/proc/net/dev_mcast") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 5 and int(parts[0]) == ifindex:
+                    out.add(bytes.fromhex(parts[4]))
+    except OSError:
+        pass
+    return out

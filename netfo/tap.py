@@ -1,0 +1,55 @@
+"""The TAP master: TUNSETIFF and friends (no library covers these ioctls)."""
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+
+TUN_PATH = "/dev/net/tun"
+
+TUNSETIFF = 0x400454CA
+TUNSETPERSIST = 0x400454CB
+TUNSETOFFLOAD = 0x400454D0
+TUNSETVNETHDRSZ = 0x400454D8
+TUNSETCARRIER = 0x400454E2
+
+IFF_TAP = 0x0002
+IFF_NO_CARRIER = 0x0040     # start carrier-off (>= 6.0): no slave yet
+IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+
+TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN = 0x01, 0x02, 0x04, 0x08
+TUN_F_USO4, TUN_F_USO6 = 0x20, 0x40
+
+VNET_HDR_LEN = 10           # struct virtio_net_hdr, as PACKET_VNET_HDR uses
+
+
+def open_tap(name: str) -> int:
+    """Create (or attach to) the persistent TAP name; returns its fd.
+
+    The fd passes virtio-net headers so GSO/partial-checksum frames cross
+    netfo whole (see userspace-io-and-peers.md 1.7).
+    """
+    fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        ifr = struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_NO_CARRIER)
+        fcntl.ioctl(fd, TUNSETIFF, ifr.ljust(40, b"\0"))
+        fcntl.ioctl(fd, TUNSETVNETHDRSZ, struct.pack("i", VNET_HDR_LEN))
+        base = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
+        try:
+            fcntl.ioctl(fd, TUNSETOFFLOAD, base | TUN_F_USO4 | TUN_F_USO6)
+        except OSError:     # USO needs >= 6.2
+            fcntl.ioctl(fd, TUNSETOFFLOAD, base)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def set_persist(fd: int, on: bool) -> None:
+    """A persistent TAP outlives its fd: the master survives a daemon restart."""
+    fcntl.ioctl(fd, TUNSETPERSIST, int(on))
+
+
+def set_carrier(fd: int, on: bool) -> None:
+    fcntl.ioctl(fd, TUNSETCARRIER, struct.pack("i", int(on)))
