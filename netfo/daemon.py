@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import selectors
 import signal
 import socket
@@ -54,7 +55,6 @@ class Daemon:
         self.rx_policy = rx_policy
         self.sby_name = standby_name(ifname)
         self.ipr = IPRoute()
-        self.events: Optional[IPRoute] = None
         self.undo: list = []                    # (description, callable), LIFO
         self.slaves: dict = {}                  # Role -> SlaveState
         self.group: Optional[Group] = None
@@ -132,9 +132,7 @@ class Daemon:
     def _up(self) -> None:
         sb = self._check()
         self.mac, self.mtu = sb.mac, sb.mtu
-        # Subscribe before reading state, so no link event falls in between.
-        self.events = IPRoute()
-        self.events.bind(RTMGRP_LINK)
+        self._watch()
         self.ctl = control.listen(self.ifname)
         self._step("control socket", self.ctl.close)
 
@@ -174,22 +172,19 @@ class Daemon:
             self._apply(group.link_changed(link))
         if Role.STANDBY not in self.slaves:
             raise NetfoError(f"could not enslave the standby {self.sby_name}: see the log")
-        self._drain_events()
+        self._resync()
         self.thread = threading.Thread(target=self.dp.run, name="netfo-datapath", daemon=True)
         self.thread.start()
         self._step("datapath", self._stop_datapath)
         self._sync()
+        group.failovers, group.last_failover = 0, None     # setup is no failover
         log.info("%s: master up (index %d), standby %s, primary %s", self.ifname,
                  self.master_index, self.sby_name,
                  self.slaves[Role.PRIMARY].name if Role.PRIMARY in self.slaves else "none yet")
 
-    def _drain_events(self) -> None:
-        """Drop the events of our own setup, then take the state as it is now."""
-        sel = selectors.DefaultSelector()
-        sel.register(self.events.fileno(), selectors.EVENT_READ)
-        while sel.select(0):
-            self.events.get()
-        sel.close()
+    def _resync(self) -> None:
+        """Take the links as they are now (events of our own setup may still
+        be queued; replaying them later only passes through old states)."""
         for link in links.dump(self.ipr):
             if link.index != self.master_index:
                 self._apply(self.group.link_changed(link))
@@ -271,7 +266,11 @@ class Daemon:
             log.info("%s: carrier %s", self.ifname, "on" if carrier else "off")
 
     def _on_link(self, msg) -> None:
-        link = links.link_from_msg(msg)
+        # Events can be stale (those of our own setup are still queued):
+        # act on the link as it is now, which makes replays harmless.
+        link = links.get(self.ipr, index=msg["index"])
+        if link is None:
+            return                      # RTM_DELLINK follows
         if link.index == self.master_index:
             return self._on_master(link)
         role = self.group.role_of(link.index)
@@ -339,10 +338,33 @@ class Daemon:
 
     # ------------------------------------------------------------ serve
 
+    def _watch(self) -> None:
+        """Start following link events before any state is read (B-4 note).
+
+        pyroute2 sockets are per thread and buffer what they read, so a
+        selector on their fd can miss queued events: a thread of its own
+        blocks in get() and wakes the main loop through a pipe.
+        """
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.wake_r, wake_w = os.pipe()
+        bound = threading.Event()
+
+        def reader() -> None:
+            with IPRoute() as ev:
+                ev.bind(RTMGRP_LINK)
+                bound.set()
+                while not self.stop.is_set():
+                    for msg in ev.get():
+                        self.inbox.put(msg)
+                    os.write(wake_w, b"!")
+
+        threading.Thread(target=reader, name="netfo-netlink", daemon=True).start()
+        bound.wait(5)
+
     def serve(self, ready: Optional[Callable[[], None]] = None) -> None:
         """Follow netlink and the control socket until stopped."""
         sel = selectors.DefaultSelector()
-        sel.register(self.events.fileno(), selectors.EVENT_READ, "netlink")
+        sel.register(self.wake_r, selectors.EVENT_READ, "netlink")
         sel.register(self.ctl, selectors.EVENT_READ, "control")
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop.set())
@@ -351,7 +373,9 @@ class Daemon:
         while not self.stop.is_set():
             for key, _ in sel.select(TICK):
                 if key.data == "netlink":
-                    for msg in self.events.get():
+                    os.read(self.wake_r, 4096)
+                    while not self.inbox.empty() and not self.stop.is_set():
+                        msg = self.inbox.get()
                         if msg["event"] == "RTM_NEWLINK":
                             self._on_link(msg)
                         elif msg["event"] == "RTM_DELLINK":
