@@ -133,13 +133,12 @@ class Group:
             self.slaves[role] = link
         else:
             role = self.wants(link)
-            if role is not None:
+            if role is not None and link.index not in self._ignored:
                 holder = self.slaves.get(role)
                 if holder is None:
                     self.slaves[role] = link
-                    self._ignored.discard(link.index)
                     actions.append(Enslave(role, link))
-                elif link.index not in self._ignored:
+                else:
                     # B-6: a second device for a taken role stays standalone.
                     self._ignored.add(link.index)
                     actions.append(Ignore(link, f"{role} already present: {holder.name}"))

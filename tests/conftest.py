@@ -1,0 +1,119 @@
+"""Fixtures for lab tests: a fresh namespace lab per test and netfo in it.
+
+Every lab has its own prefix (unique per run and test), and is removed on
+teardown whatever the test did, with the netfo daemon inside it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import string
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT, reason="lab tests need root (network namespaces)")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def unique_prefix() -> str:
+    return f"t{os.getpid() % 1000}" + "".join(random.choices(string.ascii_lowercase, k=3))
+
+
+class Netfo:
+    """`netfo up ens10 --foreground` running in the lab's guest namespace."""
+
+    def __init__(self, lab, *args: str, ifname: str = "ens10"):
+        self.lab, self.args, self.ifname = lab, args, ifname
+        self.proc = None
+        self.logfile = f"/tmp/netfo-{lab.prefix}.log"
+
+    def cli(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+        p = self.lab.run("guest", sys.executable, "-m", "netfo", *argv, check=False, timeout=60)
+        if check and p.returncode != 0:
+            raise AssertionError(f"netfo {' '.join(argv)} failed: {p.stderr.strip()}")
+        return p
+
+    def start(self) -> "Netfo":
+        self.log = open(self.logfile, "w")
+        self.proc = self.lab.popen("guest", sys.executable, "-m", "netfo", "up", self.ifname,
+                                   "--foreground", *self.args, stdout=self.log,
+                                   stderr=subprocess.STDOUT, cwd=REPO)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"netfo up exited {self.proc.returncode}: {self.read_log()}")
+            if self.cli("status", self.ifname, "--json", check=False).returncode == 0:
+                return self
+            time.sleep(0.05)
+        raise AssertionError(f"netfo up did not become ready: {self.read_log()}")
+
+    def read_log(self) -> str:
+        with open(self.logfile) as f:
+            return f.read()
+
+    def status(self) -> dict:
+        return json.loads(self.cli("status", self.ifname, "--json").stdout)
+
+    def slave(self, role: str) -> dict | None:
+        return next((s for s in self.status()["slaves"] if s["role"] == role), None)
+
+    def wait(self, pred, timeout: float = 5.0, what: str = "condition") -> dict:
+        """Poll status until pred(status) holds; returns that status."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.status()
+            if pred(st):
+                return st
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}: {json.dumps(st)}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.cli("down", self.ifname, check=False)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        self.proc = None
+
+
+@pytest.fixture
+def lab():
+    from netfo.lab import Lab
+    lab = Lab(unique_prefix(), log=lambda *_: None)
+    with lab:
+        yield lab
+
+
+@pytest.fixture
+def wire_lab():
+    from netfo.lab import Lab
+    lab = Lab(unique_prefix(), wire_like=True, log=lambda *_: None)
+    with lab:
+        yield lab
+
+
+@pytest.fixture
+def netfo(lab):
+    n = Netfo(lab).start()
+    try:
+        yield n
+    finally:
+        n.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Lab tests are skipped, with a reason, when not root."""
+    for item in items:
+        if "lab" in item.fixturenames or "wire_lab" in item.fixturenames:
+            item.add_marker(needs_root)

@@ -1,0 +1,106 @@
+"""The failover state machine, without root: roles, selection, transitions."""
+from netfo.group import Enslave, Group, Ignore, Link, Release, Role
+
+MAC = "52:54:00:00:12:53"
+
+
+def link(index, name, mac=MAC, up=True, carrier=True, **kw):
+    return Link(index=index, name=name, mac=mac, up=up, carrier=carrier, **kw)
+
+
+def group(**kw):
+    g = Group("ens10", MAC, standby_index=2, master_index=9, **kw)
+    g.link_changed(link(2, "ens10nsby"))
+    return g
+
+
+def test_standby_is_the_named_nic_and_transmits_alone():
+    g = group()
+    assert g.slaves[Role.STANDBY].name == "ens10nsby"
+    assert g.active() == Role.STANDBY and g.carrier
+
+
+def test_same_mac_device_becomes_primary_and_is_preferred():
+    g = group()
+    acts = g.link_changed(link(3, "ens11"))
+    assert [type(a) for a in acts] == [Enslave] and acts[0].role == Role.PRIMARY
+    assert g.active() == Role.PRIMARY
+    assert g.failovers == 1
+
+
+def test_permanent_mac_decides_membership_over_current_mac():
+    g = group()
+    assert g.link_changed(link(3, "ens11", mac="02:00:00:00:00:01", perm_mac=MAC))
+    g2 = group()
+    assert g2.link_changed(link(3, "ens11", perm_mac="02:00:00:00:00:01")) == []
+
+
+def test_other_mac_master_tap_and_non_ethernet_are_never_touched():
+    g = group()
+    assert g.link_changed(link(4, "eth9", mac="02:00:00:00:00:09")) == []
+    assert g.link_changed(link(9, "ens10", kind="tun")) == []          # the master itself
+    assert g.link_changed(link(5, "tap7", kind="tun")) == []
+    assert g.link_changed(link(6, "br0", kind="bridge")) == []
+    assert g.link_changed(link(7, "ipip", arptype=768)) == []
+    assert Role.PRIMARY not in g.slaves
+
+
+def test_second_same_mac_device_is_left_alone_once():
+    g = group()
+    g.link_changed(link(3, "ens11"))
+    acts = g.link_changed(link(4, "ens12"))
+    assert [type(a) for a in acts] == [Ignore]
+    assert g.link_changed(link(4, "ens12")) == []     # logged once, not per event
+    assert g.slaves[Role.PRIMARY].index == 3
+
+
+def test_pinned_primary_by_name():
+    g = group(pinned_primary="ens12")
+    assert g.link_changed(link(3, "ens11")) == []
+    assert [a.role for a in g.link_changed(link(4, "ens12"))] == [Role.PRIMARY]
+
+
+def test_tx_selection_follows_admin_and_carrier():
+    g = group()
+    g.link_changed(link(3, "ens11"))
+    g.link_changed(link(3, "ens11", carrier=False))
+    assert g.active() == Role.STANDBY
+    g.link_changed(link(3, "ens11", up=False, carrier=True))
+    assert g.active() == Role.STANDBY      # admin down is not ready either
+    g.link_changed(link(2, "ens10nsby", carrier=False))
+    assert g.active() is None and not g.carrier
+    g.link_changed(link(3, "ens11"))
+    assert g.active() == Role.PRIMARY and g.carrier
+
+
+def test_unplug_then_replug_with_new_index():
+    g = group()
+    g.link_changed(link(3, "ens11"))
+    acts = g.link_removed(3)
+    assert [(type(a), a.role, a.gone) for a in acts] == [(Release, Role.PRIMARY, True)]
+    assert g.active() == Role.STANDBY
+    assert g.link_removed(3) == []
+    acts = g.link_changed(link(7, "ens11", up=False, carrier=False))
+    assert [a.role for a in acts] == [Role.PRIMARY]
+    assert g.active() == Role.STANDBY            # new VF still without link
+    g.link_changed(link(7, "ens11"))
+    assert g.active() == Role.PRIMARY
+    assert g.failovers == 3                      # to primary, to standby, back
+    assert g.last_failover is not None
+
+
+def test_rejected_slave_is_not_retried_on_every_event():
+    g = group()
+    g.link_changed(link(3, "ens11"))
+    g.reject(Role.PRIMARY)
+    assert Role.PRIMARY not in g.slaves
+    assert g.link_changed(link(3, "ens11")) == []     # B-39: stays standalone
+    assert Role.PRIMARY not in g.slaves
+    g.link_removed(3)
+    assert [a.role for a in g.link_changed(link(3, "ens11"))] == [Role.PRIMARY]
+
+
+def test_first_selection_is_no_failover():
+    g = Group("ens10", MAC, standby_index=2)
+    g.link_changed(link(2, "ens10nsby"))
+    assert g.failovers == 0
