@@ -33,6 +33,18 @@ TICK = 0.2          # s between polls of what netlink does not announce
 STATUS_VERSION = 1
 
 
+def has_net_admin() -> bool:
+    """CAP_NET_ADMIN in the effective set (root without it fails half-way)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) & (1 << 12))
+    except OSError:
+        pass
+    return os.geteuid() == 0
+
+
 def standby_name(ifname: str) -> str:
     """udev's name for a STANDBY virtio NIC (B-9), cut to IFNAMSIZ-1."""
     return (ifname + "nsby")[:15]
@@ -94,7 +106,7 @@ class Daemon:
                 log.error("while undoing %s: %s", what, e)
 
     def _check(self) -> Link:
-        if os.geteuid() != 0:
+        if not has_net_admin():
             raise NetfoError("netfo needs root (CAP_NET_ADMIN): run it with sudo")
         if not os.path.exists(tap.TUN_PATH):
             raise NetfoError(f"{tap.TUN_PATH} is missing: load the tun module (modprobe tun)")
@@ -104,6 +116,11 @@ class Daemon:
         if control.running(self.ifname):
             raise NetfoError(f"netfo is already running on {self.ifname} "
                              f"(see: netfo status {self.ifname})")
+        for master in control.list_daemons():
+            st = control.request(master, "status") or {}
+            if self.ifname in [sl["name"] for sl in st.get("slaves", [])]:
+                raise NetfoError(f"{self.ifname} is already in the failover group of {master} "
+                                 f"(netfo down {master} first)")
         sb = links.get(self.ipr, name=self.ifname)
         if sb is None:
             raise NetfoError(f"no interface named {self.ifname}: pick one from `ip link`")
@@ -375,35 +392,51 @@ class Daemon:
                 if key.data == "netlink":
                     os.read(self.wake_r, 4096)
                     while not self.inbox.empty() and not self.stop.is_set():
-                        msg = self.inbox.get()
-                        if msg["event"] == "RTM_NEWLINK":
-                            self._on_link(msg)
-                        elif msg["event"] == "RTM_DELLINK":
-                            self._on_del(msg)
+                        self._guarded(self._on_event, self.inbox.get())
                 else:
                     self._serve_client()
             if self.master_index and not self.stop.is_set():
-                self._tick()
+                self._guarded(self._tick)
         sel.close()
+
+    def _on_event(self, msg) -> None:
+        if msg["event"] == "RTM_NEWLINK":
+            self._on_link(msg)
+        elif msg["event"] == "RTM_DELLINK":
+            self._on_del(msg)
+
+    @staticmethod
+    def _guarded(fn, *args) -> None:
+        """One failed event must not tear down a working master."""
+        try:
+            fn(*args)
+        except NetfoError as e:
+            log.error("%s", e)
+        except Exception:
+            log.exception("unexpected error (netfo keeps running)")
 
     def _serve_client(self) -> None:
         conn, _ = self.ctl.accept()
         with conn:
             conn.settimeout(5)
             try:
-                req = json.loads(conn.makefile().readline() or "{}")
-            except (ValueError, OSError):
-                return
-            cmd = req.get("cmd")
-            if cmd == "status":
-                reply = self.status()
-            elif cmd == "down":
-                self.stop.set()
-                self.down()
-                reply = {"ok": True}
-            else:
-                reply = {"error": f"unknown command {cmd!r}"}
-            conn.sendall(json.dumps(reply).encode() + b"\n")
+                line = conn.makefile().readline()
+                if not line:
+                    return              # a liveness probe (control.running)
+                req = json.loads(line)
+                cmd = req.get("cmd")
+                if cmd == "status":
+                    reply = self.status()
+                elif cmd == "down":
+                    self.stop.set()
+                    self.down()
+                    reply = {"ok": True}
+                else:
+                    reply = {"error": f"unknown command {cmd!r}"}
+                conn.sendall(json.dumps(reply).encode() + b"\n")
+            except (ValueError, OSError) as e:
+                # A client that went away must never take the daemon down.
+                log.warning("control client: %s", e)
 
     # ------------------------------------------------------------ status
 

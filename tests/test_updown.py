@@ -1,0 +1,89 @@
+"""`netfo up` / `down` as a user sees them: restore exactly, fail cleanly."""
+import sys
+import time
+
+from netfo.lab import PEER_IP4, PF
+
+from conftest import REPO, Netfo
+from state import diff, snapshot
+from traffic import ping
+
+
+def netfo_cli(lab, *argv, prefix=()):
+    return lab.run("guest", *prefix, sys.executable, "-m", "netfo", *argv, check=False, timeout=60)
+
+
+def test_down_restores_links_addresses_routes_sysctls(lab):
+    before = snapshot(lab)
+    n = Netfo(lab).start()
+    try:
+        assert ping(lab, "guest", PEER_IP4, count=5).received == 5
+        assert snapshot(lab) != before          # it did change things
+        lab.unplug()                            # and a VF came and went
+        lab.plug()
+        n.wait(lambda s: s["active"] == "primary", what="new primary")
+    finally:
+        n.stop()
+    assert n.proc is None
+    after = snapshot(lab)
+    # the re-plugged VF is a new device: compare everything else exactly
+    for snap in (before, after):
+        snap["links"] = {k: v for k, v in snap["links"].items() if v["ifname"] != "ens11"}
+        snap["addrs"] = {a for a in snap["addrs"] if a[0] != "ens11"}
+        snap["sysctls"] = {k: v for k, v in snap["sysctls"].items() if ".ens11." not in k}
+        snap["routes"] = {r for r in snap["routes"] if '"dev": "ens11"' not in r}
+    assert diff(before, after) == []
+
+
+def test_daemon_mode_up_status_down(lab):
+    before = snapshot(lab)
+    p = netfo_cli(lab, "up", "ens10")
+    assert p.returncode == 0, p.stderr
+    assert "ens10 is up" in p.stdout
+    st = netfo_cli(lab, "status")
+    assert st.returncode == 0 and "transmitting via: primary" in st.stdout
+    assert "ens11" in st.stdout and "ens10nsby" in st.stdout
+    p = netfo_cli(lab, "down", "ens10")
+    assert p.returncode == 0, p.stderr
+    assert diff(before, snapshot(lab)) == []
+    assert netfo_cli(lab, "status", "ens10").returncode == 1
+
+
+def assert_fails_cleanly(lab, before, argv, message, prefix=()):
+    p = netfo_cli(lab, *argv, prefix=prefix)
+    assert p.returncode != 0
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert message in lines[0], lines[0]
+    assert diff(before, snapshot(lab)) == []
+    return lines[0]
+
+
+def test_errors_are_one_line_and_leave_nothing(lab):
+    before = snapshot(lab)
+    assert_fails_cleanly(lab, before, ["up", "ens99"], "no interface named ens99")
+    assert_fails_cleanly(lab, before, ["up", "ens10abcdefghij"], "too long")
+    assert_fails_cleanly(lab, before, ["up", "lo"], "not an Ethernet")
+    assert_fails_cleanly(lab, before, ["up", "ens10", "--primary", "lo"], "--primary lo has MAC")
+    assert_fails_cleanly(lab, before, ["up", "ens10"], "needs root",
+                         prefix=("setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin"))
+    assert_fails_cleanly(lab, before, ["up", "ens10"], "/dev/net/tun is missing",
+                         prefix=("unshare", "-m", "sh", "-c",
+                                 'mount -t tmpfs none /dev/net && exec "$0" "$@"'))
+    assert_fails_cleanly(lab, before, ["down", "ens10"], "not running on ens10")
+    assert_fails_cleanly(lab, before, ["status", "ens10"], "not running on ens10")
+
+
+def test_vf_that_cannot_take_the_mtu_is_refused(lab):
+    lab.run("src", sys.executable, f"{REPO}/tests/xdp_pass.py", PF)   # ens11 max MTU ~3.5K
+    lab.run("guest", "ip", "link", "set", "ens10", "mtu", "4000")
+    before = snapshot(lab)
+    assert_fails_cleanly(lab, before, ["up", "ens10"], "cannot take MTU 4000")
+
+
+def test_second_up_and_slaves_are_refused_while_running(lab, netfo):
+    before = snapshot(lab)
+    assert_fails_cleanly(lab, before, ["up", "ens10"], "already running on ens10")
+    assert_fails_cleanly(lab, before, ["up", "ens10nsby"], "already in the failover group of ens10")
+    assert_fails_cleanly(lab, before, ["up", "ens11"], "already in the failover group of ens10")
+    assert netfo.status()["active"] == "primary"
