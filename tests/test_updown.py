@@ -87,3 +87,23 @@ def test_second_up_and_slaves_are_refused_while_running(lab, netfo):
     assert_fails_cleanly(lab, before, ["up", "ens10nsby"], "already in the failover group of ens10")
     assert_fails_cleanly(lab, before, ["up", "ens11"], "already in the failover group of ens10")
     assert netfo.status()["active"] == "primary"
+
+
+def test_one_daemon_per_namespace(lab):
+    """Two guests run `netfo up ens10` at once; status/down reach their own."""
+    from netfo.lab import Lab
+    from conftest import unique_prefix
+    with Lab(unique_prefix(), log=lambda *_: None) as other:
+        a, b = Netfo(lab).start(), Netfo(other).start()
+        try:
+            assert a.status()["pid"] != b.status()["pid"]
+            lab.link("virtio", "up")
+            lab.unplug()
+            a.wait(lambda s: s["active"] == "standby", what="lab A on standby")
+            assert b.status()["active"] == "primary"          # B did not notice A's unplug
+            assert netfo_cli(other, "down", "ens10").returncode == 0
+            assert netfo_cli(other, "status", "ens10").returncode == 1
+            assert a.status()["slaves"][0]["role"] == "standby"   # A still running
+        finally:
+            a.stop()
+            b.stop()
