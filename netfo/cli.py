@@ -13,21 +13,6 @@ from typing import Optional
 from . import control
 from .links import NetfoError
 
-RUN_DIR = "/run/netfo"
-
-
-def _netns_id() -> str:
-    """Daemon files are per network namespace, like the control socket."""
-    try:
-        return str(os.stat("/proc/self/ns/net").st_ino)
-    except OSError:
-        return "0"
-
-
-def log_path(ifname: str) -> str:
-    return os.path.join(RUN_DIR, f"net{_netns_id()}-{ifname}.log")
-
-
 def _setup_logging(ifname: str) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s netfo[{ifname}] %(levelname)s %(message)s")
@@ -71,13 +56,12 @@ def _tell(fd: Optional[int], line: str) -> None:
 
 def _spawn_daemon(args) -> int:
     """Run `up --foreground` detached; return when the master is ready."""
-    os.makedirs(RUN_DIR, exist_ok=True)
     rd, wr = os.pipe()
     argv = [sys.executable, "-m", "netfo", "up", args.ifname, "--foreground",
             "--rx-policy", args.rx_policy, "--ready-fd", str(wr)]
     if args.primary:
         argv += ["--primary", args.primary]
-    path = log_path(args.ifname)
+    path = control.run_path(args.ifname, "log")
     with open(path, "a") as logf:
         subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                          pass_fds=(wr,), start_new_session=True)
@@ -97,6 +81,10 @@ def _spawn_daemon(args) -> int:
 def cmd_down(args) -> int:
     reply = control.request(args.ifname, "down", timeout=60)
     if reply is None:
+        from . import restore
+        if restore.recover(args.ifname):
+            print(f"netfo: the daemon for {args.ifname} had died; restored from its journal")
+            return 0
         print(f"netfo: netfo is not running on {args.ifname} in this network namespace",
               file=sys.stderr)
         return 1

@@ -7,8 +7,22 @@ and `status`/`down` reach the daemon of their own namespace.
 from __future__ import annotations
 
 import json
+import os
 import socket
 from typing import Optional
+
+
+RUN_DIR = "/run/netfo"
+
+
+def run_path(ifname: str, suffix: str) -> str:
+    """A daemon file (log, journal), per network namespace like the socket."""
+    try:
+        netns = os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        netns = 0
+    os.makedirs(RUN_DIR, exist_ok=True)
+    return os.path.join(RUN_DIR, f"net{netns}-{ifname}.{suffix}")
 
 
 def address(ifname: str) -> str:

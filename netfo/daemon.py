@@ -21,7 +21,7 @@ from typing import Callable, Optional
 from pyroute2 import IPRoute
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 
-from . import _fastpath, control, links, packet, tap
+from . import _fastpath, control, links, packet, restore, tap
 from .group import Enslave, Group, Ignore, Link, Release, Role
 from .links import NetfoError
 
@@ -52,11 +52,9 @@ def standby_name(ifname: str) -> str:
 
 @dataclass
 class SlaveState:
-    """What netfo changed on an enslaved link, to undo on release."""
+    """An enslaved link as the daemon tracks it (what to undo is in the journal)."""
     index: int
     name: str
-    mtu: int
-    was_up: bool
     mcast: frozenset = frozenset()
 
 
@@ -81,7 +79,7 @@ class Daemon:
         self.thread: Optional[threading.Thread] = None
         self.ctl: Optional[socket.socket] = None
         self.stop = threading.Event()
-        self.carry: Optional[tuple] = None      # (addresses, routes) for down()
+        self.journal: dict = {}
         self.started = time.time()
 
     # ------------------------------------------------------------------ up
@@ -116,6 +114,9 @@ class Daemon:
         if control.running(self.ifname):
             raise NetfoError(f"netfo is already running on {self.ifname} "
                              f"(see: netfo status {self.ifname})")
+        if restore.load(self.ifname) is not None:
+            raise NetfoError(f"netfo did not shut down cleanly on {self.ifname}: "
+                             f"run `netfo down {self.ifname}` to restore it first")
         for master in control.list_daemons():
             st = control.request(master, "status") or {}
             if self.ifname in [sl["name"] for sl in st.get("slaves", [])]:
@@ -159,16 +160,21 @@ class Daemon:
             raise NetfoError(f"{primary.name} (same MAC) cannot take MTU {self.mtu} "
                              f"(its maximum is {primary.max_mtu}): lower {self.ifname}'s MTU first")
 
-        addrs = links.addresses(self.ipr, sb.index)
-        rts = links.routes(self.ipr, sb.index)
-        was_up = sb.up
+        self.journal = {
+            "ifname": self.ifname, "pid": os.getpid(), "moved": False, "slaves": {},
+            "standby": {"index": sb.index, "name": sb.name, "mtu": sb.mtu, "up": sb.up,
+                        "addrs": links.addresses(self.ipr, sb.index),
+                        "routes": links.routes(self.ipr, sb.index)},
+        }
+        restore.save(self.journal)
+        self._step("journal", lambda: restore.forget(self.ifname))
+        self._step("restore", lambda: restore.restore(self.ipr, self.journal))
         log.info("%s: renaming to %s", self.ifname, self.sby_name)
         links.rename(self.ipr, sb.index, self.sby_name)
-        self._step("rename standby", lambda: self._restore_standby(sb, was_up, addrs, rts))
-        links.flush_addresses(self.ipr, sb.index, addrs)
+        links.flush_addresses(self.ipr, sb.index, self.journal["standby"]["addrs"])
 
         self.tap_fd = tap.open_tap(self.ifname)
-        self._step("TAP", self._destroy_tap)
+        self._step("TAP fd", self._close_tap)
         tap.set_persist(self.tap_fd, True)
         self.master_index = links.get(self.ipr, name=self.ifname).index
         group.master_index = self.master_index
@@ -177,11 +183,13 @@ class Daemon:
         links.set_qdisc_noqueue(self.ifname)
         links.set_link(self.ipr, self.master_index, "bring the master up", state="up")
         # The addresses were valid on this link a moment ago: no second DAD.
-        links.add_addresses(self.ipr, self.master_index, addrs, links.IFA_F_NODAD)
-        links.add_routes(self.ipr, self.master_index, rts)
+        links.add_addresses(self.ipr, self.master_index, self.journal["standby"]["addrs"],
+                            links.IFA_F_NODAD)
+        links.add_routes(self.ipr, self.master_index, self.journal["standby"]["routes"])
+        self.journal["moved"] = True
+        restore.save(self.journal)
 
         self.silencer = links.Silencer(self.ifname)
-        self._step("nftables table", self.silencer.destroy)
         self.dp = _fastpath.Datapath(self.tap_fd, RX_POLICIES[self.rx_policy])
         self.group = group
         self._step("slaves", self._release_all)
@@ -223,20 +231,23 @@ class Daemon:
 
     def _enslave(self, role: Role, link: Link) -> None:
         """B-12/B-13: force the master's MTU, open, then hand it to the loop."""
-        state = SlaveState(link.index, link.name, link.mtu, link.up)
-        if link.mtu != self.mtu:
-            links.set_link(self.ipr, link.index, f"set {link.name} mtu {self.mtu}", mtu=self.mtu)
+        entry = {"master": self.ifname, "name": link.name, "role": str(role), "mtu": link.mtu,
+                 "was_up": link.up, "disable_ipv6": None, "silenced_as": link.name}
+        self.journal["slaves"][str(link.index)] = entry
+        restore.save(self.journal)
+        self.slaves[role] = SlaveState(link.index, link.name)
         try:
-            self.silencer.silence(link.name)
+            if link.mtu != self.mtu:
+                links.set_link(self.ipr, link.index, f"set {link.name} mtu {self.mtu}", mtu=self.mtu)
+            entry["disable_ipv6"] = self.silencer.silence(link.name)
+            restore.save(self.journal)
             if not link.up:
                 links.set_link(self.ipr, link.index, f"bring {link.name} up", state="up")
             fd = packet.open_slave(link.name)
         except BaseException:
-            self.slaves[role] = state
             self._release(role, gone=False)
             raise
-        state.mcast = self._sync_mcast(fd, link.index, frozenset(), self.mcast)
-        self.slaves[role] = state
+        self.slaves[role].mcast = self._sync_mcast(fd, link.index, frozenset(), self.mcast)
         self.dp.set_slave(role, fd)
         log.info("%s enslaved as %s (index %d)", link.name, role, link.index)
 
@@ -247,12 +258,11 @@ class Daemon:
         if self.dp is not None:
             self.dp.set_ready(role, False)
             self.dp.set_slave(role, -1)     # the loop closes the old socket
-        self.silencer.unsilence(state.name, gone)
-        if not gone:
-            if state.mtu != self.mtu:
-                links.set_link(self.ipr, state.index, "restore MTU", mtu=state.mtu)
-            if not state.was_up and role == Role.PRIMARY:
-                links.set_link(self.ipr, state.index, "restore admin state", state="down")
+        entry = self.journal["slaves"].pop(str(state.index), None)
+        if entry is not None:
+            entry["name"] = state.name
+            restore.restore_slave(self.ipr, state.index, entry, gone)
+            restore.save(self.journal)
         log.info("%s released from %s (%s)", state.name, role, "deleted" if gone else "restored")
 
     def _release_all(self) -> None:
@@ -292,8 +302,9 @@ class Daemon:
             return self._on_master(link)
         role = self.group.role_of(link.index)
         if role is not None and role in self.slaves and self.slaves[role].name != link.name:
-            self.silencer.rename(self.slaves[role].name, link.name)
             self.slaves[role].name = link.name
+            self.journal["slaves"][str(link.index)]["name"] = link.name
+            restore.save(self.journal)
         before = self.group.active()
         self._apply(self.group.link_changed(link))
         self._sync()
@@ -474,37 +485,13 @@ class Daemon:
     # ------------------------------------------------------------ down
 
     def down(self) -> None:
-        """Stop forwarding and put everything back as before up().
-
-        What goes back onto the standby is what the master has now (the user
-        may have changed it since up), not the snapshot taken at up.
-        """
-        if self.master_index and self.undo:
-            self.carry = (links.addresses(self.ipr, self.master_index),
-                          links.routes(self.ipr, self.master_index))
+        """Stop forwarding and put everything back as before up()."""
         self._unwind()
 
     def _stop_datapath(self) -> None:
         self.dp.stop()
         self.thread.join(5)
 
-    def _destroy_tap(self) -> None:
-        tap.set_persist(self.tap_fd, False)
-        os.close(self.tap_fd)       # a non-persistent TAP goes with its fd
+    def _close_tap(self) -> None:
+        os.close(self.tap_fd)       # the TAP is persistent: restore() deletes it
         self.tap_fd = -1
-
-    def _restore_standby(self, sb: Link, was_up: bool, addrs: list, rts: list) -> None:
-        """Rename back and return the addresses and routes to it."""
-        if self.carry is not None:
-            flags = {(a["address"], a["prefixlen"]): a["flags"] for a in addrs}
-            addrs, rts = self.carry
-            for a in addrs:     # drop the NODAD that up() added, keep the rest
-                a["flags"] = flags.get((a["address"], a["prefixlen"]),
-                                       a["flags"] & ~links.IFA_F_NODAD)
-        links.rename(self.ipr, sb.index, sb.name)
-        if sb.mtu != (links.get(self.ipr, index=sb.index) or sb).mtu:
-            links.set_link(self.ipr, sb.index, "restore MTU", mtu=sb.mtu)
-        if was_up:
-            links.set_link(self.ipr, sb.index, f"bring {sb.name} up", state="up")
-        links.add_addresses(self.ipr, sb.index, addrs)
-        links.add_routes(self.ipr, sb.index, rts)

@@ -212,35 +212,30 @@ class Silencer:
 
     def __init__(self, master: str):
         self.table = f"netfo_{master}"
-        self.saved: dict = {}       # slave name -> original disable_ipv6
 
-    def silence(self, name: str) -> None:
+    def silence(self, name: str) -> Optional[str]:
+        """Silence name; returns its old disable_ipv6, for unsilence()."""
         self._drop_chain(name)      # a chain left by a deleted link of that name
         old = sysctl_get(6, name, "disable_ipv6")
-        self.saved[name] = old
         if old is not None:
             sysctl_set(6, name, "disable_ipv6", "1")
         run(["nft", "-f", "-"], stdin=(
             f"table netdev {self.table} {{\n"
             f"  chain in_{name} {{ type filter hook ingress device \"{name}\" priority -500; policy drop; }}\n"
             f"}}\n"))
+        return old
 
-    def unsilence(self, name: str, gone: bool = False) -> None:
-        """Undo silence(); gone: the link was deleted, only forget it."""
-        old = self.saved.pop(name, None)
-        self._drop_chain(name)
-        if old is not None and not gone:
-            sysctl_set(6, name, "disable_ipv6", old)
+    def unsilence(self, name: str, old_disable_ipv6: Optional[str], chain: str = "") -> None:
+        """chain: the name the link had when silenced, if it was renamed since."""
+        self._drop_chain(chain or name)
+        if old_disable_ipv6 is not None:
+            sysctl_set(6, name, "disable_ipv6", old_disable_ipv6)
 
     def _drop_chain(self, name: str) -> None:
         try:
             run(["nft", "delete", "chain", "netdev", self.table, f"in_{name}"])
         except NetfoError:
             pass
-
-    def rename(self, old: str, new: str) -> None:
-        if old in self.saved:
-            self.saved[new] = self.saved.pop(old)
 
     def destroy(self) -> None:
         try:

@@ -107,3 +107,18 @@ def test_one_daemon_per_namespace(lab):
         finally:
             a.stop()
             b.stop()
+
+
+def test_down_after_the_daemon_died_restores_from_the_journal(lab):
+    before = snapshot(lab)
+    n = Netfo(lab).start()
+    n.proc.kill()                       # SIGKILL: no chance to clean up
+    n.proc.wait()
+    n.proc = None
+    assert "ens10nsby" in lab.run("guest", "ip", "link").stdout      # left behind
+    p = netfo_cli(lab, "up", "ens10")
+    assert p.returncode == 1 and "did not shut down cleanly" in p.stderr
+    p = netfo_cli(lab, "down", "ens10")
+    assert p.returncode == 0 and "restored from its journal" in p.stdout, p.stderr
+    assert diff(before, snapshot(lab)) == []
+    assert Netfo(lab).start().stop() is None                          # usable again

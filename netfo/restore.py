@@ -1,0 +1,118 @@
+"""The journal of what `up` changed, and putting it back.
+
+The daemon keeps the journal in /run/netfo as it changes things, so that
+`netfo down` can restore the machine from it even after the daemon died
+(kill -9, crash, OOM): the master is a persistent TAP and would otherwise
+stay behind with the standby renamed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Optional
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from . import control, links
+
+log = logging.getLogger("netfo")
+
+
+def path(ifname: str) -> str:
+    return control.run_path(ifname, "journal")
+
+
+def save(journal: dict) -> None:
+    tmp = path(journal["ifname"]) + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(journal, f)
+    os.replace(tmp, path(journal["ifname"]))
+
+
+def load(ifname: str) -> Optional[dict]:
+    try:
+        with open(path(ifname)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def forget(ifname: str) -> None:
+    try:
+        os.unlink(path(ifname))
+    except FileNotFoundError:
+        pass
+
+
+def restore_slave(ipr: IPRoute, index: int, entry: dict, gone: bool = False) -> None:
+    """Undo what enslaving did to one link (sysctl, nft chain, MTU, admin)."""
+    links.Silencer(entry["master"]).unsilence(entry["name"], None if gone else entry["disable_ipv6"],
+                                              chain=entry["silenced_as"])
+    if gone:
+        return
+    link = links.get(ipr, index=index)
+    if link is None:
+        return
+    if link.mtu != entry["mtu"]:
+        links.set_link(ipr, index, f"restore {link.name} MTU", mtu=entry["mtu"])
+    if not entry["was_up"] and link.up:
+        links.set_link(ipr, index, f"set {link.name} down again", state="down")
+
+
+def restore(ipr: IPRoute, journal: dict) -> None:
+    """Put the machine back as the journal says it was before up.
+
+    What goes back onto the standby is what the master has now (the user may
+    have changed it since up), once addresses were moved; else the snapshot.
+    """
+    sb = journal["standby"]
+    addrs, rts = sb["addrs"], sb["routes"]
+    master = links.get(ipr, name=journal["ifname"])
+    if master is not None and master.kind == "tun":
+        if journal.get("moved"):
+            flags = {(a["address"], a["prefixlen"]): a["flags"] for a in addrs}
+            addrs = links.addresses(ipr, master.index)
+            rts = links.routes(ipr, master.index)
+            for a in addrs:     # drop the NODAD that up() added, keep the rest
+                a["flags"] = flags.get((a["address"], a["prefixlen"]),
+                                       a["flags"] & ~links.IFA_F_NODAD)
+        try:
+            ipr.link("del", index=master.index)
+        except NetlinkError as e:
+            log.error("cannot delete the master %s: %s", journal["ifname"], e)
+    links.Silencer(journal["ifname"]).destroy()
+    for index, entry in list(journal["slaves"].items()):
+        restore_slave(ipr, int(index), entry)
+    if links.get(ipr, index=sb["index"]) is None:
+        log.warning("the standby (index %d) is gone: nothing to rename back", sb["index"])
+        return
+    links.rename(ipr, sb["index"], sb["name"])
+    links.set_link(ipr, sb["index"], f"restore {sb['name']}", mtu=sb["mtu"],
+                   state="up" if sb["up"] else "down")
+    links.add_addresses(ipr, sb["index"], addrs)
+    links.add_routes(ipr, sb["index"], rts)
+
+
+def recover(ifname: str) -> bool:
+    """`down` without a daemon: restore from its journal; False if none."""
+    journal = load(ifname)
+    if journal is None:
+        return False
+    pid = journal.get("pid")
+    if pid and _alive(pid):
+        raise links.NetfoError(f"the daemon for {ifname} (pid {pid}) does not answer: "
+                               f"stop it (kill {pid}) and run netfo down {ifname} again")
+    with IPRoute() as ipr:
+        restore(ipr, journal)
+    forget(ifname)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"netfo" in f.read()
+    except OSError:
+        return False
