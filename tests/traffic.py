@@ -53,11 +53,17 @@ class Stream:
 
 
 class Capture:
-    """tcpdump on one interface of a namespace; frames dissected with scapy."""
+    """tcpdump on one interface of a namespace; frames dissected with scapy.
+
+    --immediate-mode: otherwise libpcap's TPACKET_V3 ring hands frames over
+    only when a block retires (full, or after ~1 s), and frames still in the
+    open block when tcpdump is stopped are never written.
+    """
 
     def __init__(self, lab, ns: str, ifname: str, bpf: str = ""):
         self.path = f"/tmp/netfo-cap-{lab.prefix}-{ns}-{ifname}-{os.getpid()}.pcap"
-        self.proc = lab.popen(ns, "tcpdump", "-i", ifname, "-U", "-n", "-w", self.path,
+        self.proc = lab.popen(ns, "tcpdump", "--immediate-mode", "-i", ifname, "-U", "-n",
+                              "-w", self.path,
                               *bpf.split(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         # tcpdump says "listening on" once the socket is bound
         line = self.proc.stderr.readline()
@@ -74,3 +80,4 @@ class Capture:
             return list(rdpcap(self.path))
         finally:
             os.unlink(self.path)
+
