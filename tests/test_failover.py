@@ -36,8 +36,8 @@ def test_unplug_moves_tx_to_standby_and_replug_brings_it_back(lab, netfo):
     lab.plug()
     st = netfo.wait(lambda s: s["active"] == "primary", what="primary transmitting again")
     assert netfo.slave("primary")["name"] == "ens11"
-    vf_cap = Capture(lab, "src", PF, "udp port 5003")
-    virtio_cap = Capture(lab, "src", TAP, "udp port 5003")
+    vf_cap = Capture(lab, "src", PF, "udp port 5003", inbound=True)
+    virtio_cap = Capture(lab, "src", TAP, "udp port 5003", inbound=True)
     Stream(lab, "guest", "peer", PEER_IP4, 5003, 500, 1.0).result()
     vf, virtio = udp_to_peer(vf_cap.frames()), udp_to_peer(virtio_cap.frames())
     assert len(vf) >= 450 and len(virtio) == 0, (len(vf), len(virtio))
@@ -116,3 +116,33 @@ def test_master_mac_change_is_reverted(lab, netfo):
             != "52:54:00:00:12:53":
         assert time.monotonic() < deadline, "master MAC not reverted"
         time.sleep(0.05)
+
+
+def test_slave_stacks_stay_silent(lab, netfo):
+    """Only netfo transmits: the standby's own stack sends nothing on carrier-up
+    (no DAD, RS, MLD), and an ARP request gets exactly one reply."""
+    from scapy.layers.l2 import ARP
+    from netfo.lab import MAC
+    lab.link("virtio", "up")                 # carrier-up would trigger IPv6 autoconf
+    cap = Capture(lab, "src", TAP, f"ether src {MAC}", inbound=True)  # (RS waits up to 1 s)
+    netfo.wait(lambda s: netfo.slave("standby")["carrier"], what="standby carrier")
+    time.sleep(1.5)
+    assert netfo.status()["active"] == "primary"
+    assert cap.frames() == []                # netfo transmits via the primary only
+    lab.run("peer", "ip", "neigh", "flush", "dev", "eth0")
+    arp = Capture(lab, "peer", "eth0", "arp")
+    assert ping(lab, "peer", GUEST_IP4, count=3).duplicates == 0
+    replies = [f for f in arp.frames() if ARP in f and f[ARP].op == 2 and f[ARP].psrc == GUEST_IP4]
+    assert len(replies) == 1
+
+
+def test_second_same_mac_device_is_left_alone(lab, netfo):
+    from netfo.lab import MAC
+    lab.run("guest", "ip", "link", "add", "ens12", "address", MAC, "type", "veth",
+            "peer", "name", "x12")
+    time.sleep(0.5)
+    st = netfo.status()
+    assert [s["name"] for s in st["slaves"]] == ["ens11", "ens10nsby"]
+    assert "ens12" in netfo.read_log() and "left alone" in netfo.read_log()
+    assert "state DOWN" in lab.run("guest", "ip", "link", "show", "ens12").stdout
+    assert "ens12" not in lab.run("guest", "nft", "list", "ruleset").stdout

@@ -60,10 +60,11 @@ class Capture:
     open block when tcpdump is stopped are never written.
     """
 
-    def __init__(self, lab, ns: str, ifname: str, bpf: str = ""):
+    def __init__(self, lab, ns: str, ifname: str, bpf: str = "", inbound: bool = False):
+        """inbound: only frames ifname received (-Q in), e.g. what a guest NIC sent."""
         self.path = f"/tmp/netfo-cap-{lab.prefix}-{ns}-{ifname}-{os.getpid()}.pcap"
         self.proc = lab.popen(ns, "tcpdump", "--immediate-mode", "-i", ifname, "-U", "-n",
-                              "-w", self.path,
+                              *(["-Q", "in"] if inbound else []), "-w", self.path,
                               *bpf.split(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         # tcpdump says "listening on" once the socket is bound
         line = self.proc.stderr.readline()
