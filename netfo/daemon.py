@@ -80,6 +80,7 @@ class Daemon:
         self.ctl: Optional[socket.socket] = None
         self.stop = threading.Event()
         self.journal: dict = {}
+        self.refused: dict = {}                 # Role -> why enslaving failed last
         self.started = time.time()
 
     # ------------------------------------------------------------------ up
@@ -193,11 +194,10 @@ class Daemon:
         self.dp = _fastpath.Datapath(self.tap_fd, RX_POLICIES[self.rx_policy])
         self.group = group
         self._step("slaves", self._release_all)
-        for link in [links.get(self.ipr, index=sb.index)] + ([primary] if primary else []):
-            self._apply(group.link_changed(link))
-        if Role.STANDBY not in self.slaves:
-            raise NetfoError(f"could not enslave the standby {self.sby_name}: see the log")
         self._resync()
+        if Role.STANDBY not in self.slaves:
+            raise NetfoError(f"could not enslave the standby {self.sby_name}: "
+                             f"{self.refused.get(Role.STANDBY, 'see the log')}")
         self.thread = threading.Thread(target=self.dp.run, name="netfo-datapath", daemon=True)
         self.thread.start()
         self._step("datapath", self._stop_datapath)
@@ -208,8 +208,8 @@ class Daemon:
                  self.slaves[Role.PRIMARY].name if Role.PRIMARY in self.slaves else "none yet")
 
     def _resync(self) -> None:
-        """Take the links as they are now (events of our own setup may still
-        be queued; replaying them later only passes through old states)."""
+        """Take the links as they are now (at up, and because events of our
+        own setup may still be queued: replaying them passes old states)."""
         for link in links.dump(self.ipr):
             if link.index != self.master_index:
                 self._apply(self.group.link_changed(link))
@@ -223,6 +223,7 @@ class Daemon:
                     self._enslave(a.role, a.link)
                 except NetfoError as e:
                     log.error("%s not enslaved as %s: %s", a.link.name, a.role, e)
+                    self.refused[a.role] = str(e)
                     self.group.reject(a.role)
             elif isinstance(a, Release):
                 self._release(a.role, a.gone)
