@@ -9,9 +9,9 @@ and one write and is passed through unchanged.
 The control plane talks to the loop in two ways:
   * set_ready(slot, flag): a plain store the loop reads per batch - the
     "one cheap call" that moves transmit between slaves;
-  * set_slave(slot, fd): a command applied by the loop between batches and
-    acknowledged, so that a slave socket is only ever closed by the loop
-    itself, never while it may still be in use.
+  * set_slave(slot, fd): swaps a slave socket; the old one is closed only
+    once every running loop has acknowledged it from between two batches,
+    never while one may still be using it.
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
@@ -110,7 +110,8 @@ cdef enum:
     VNET_NEEDS_CSUM = 1
     TAG_TAP = 0
     TAG_SLOT0 = 1        # TAG_SLOT0 + slot
-    TAG_CMD = 3
+    TAG_CMD_TX = 3
+    TAG_CMD_RX = 4
     C_RX_ACTIVE = 0
     C_RX_KERNEL = 1
     C_RX_ALL = 2
@@ -152,18 +153,23 @@ cdef struct master_stats:
 
 
 cdef class Datapath:
-    """Forwarding state for one failover master; run() is the loop."""
+    """Forwarding state for one failover master.
 
-    cdef int tap_fd, epfd, cmd_fd, ack_fd
-    cdef int fds[2]
+    threads=1: run() serves both directions in one loop.  threads=2:
+    run_tx() (master -> slave) and run_rx() (slaves -> master) each run in a
+    thread of their own, so a burst one way never waits behind the other.
+    """
+
+    cdef int tap_fd, ep_tx, ep_rx, cmd_tx, cmd_rx, ack_fd, threads
+    cdef volatile int fds[2]
+    cdef int rx_watched[2]            # slave fds in ep_rx (the RX loop's view)
     cdef volatile int ready[2]
     cdef volatile int stopping
     cdef int rx_policy
     cdef int promisc
-    cdef bint running
-    # pending command (written under the GIL, applied by the loop)
-    cdef int p_slot, p_fd
-    cdef volatile unsigned long cmd_gen, applied_gen
+    cdef int running                  # loops running now
+    cdef volatile unsigned long cmd_gen
+    cdef volatile unsigned long acked[2]    # [tx, rx]: last command each loop passed
     cdef slot_stats slots[2]
     cdef master_stats m
     # TAP -> slave batch
@@ -177,12 +183,16 @@ cdef class Datapath:
     cdef sockaddr_ll rxaddr[BATCH]
     cdef char rxcmsg[BATCH][CMSGSZ]
 
-    def __cinit__(self, int tap_fd, int rx_policy=RX_ACTIVE):
+    def __cinit__(self, int tap_fd, int rx_policy=RX_ACTIVE, int threads=1):
         cdef int i
+        if threads not in (1, 2):
+            raise ValueError("threads must be 1 or 2")
         self.tap_fd = tap_fd
+        self.threads = threads
         self.fds[0] = self.fds[1] = -1
+        self.rx_watched[0] = self.rx_watched[1] = -1
         self.ready[0] = self.ready[1] = 0
-        self.epfd = self.cmd_fd = self.ack_fd = -1
+        self.ep_tx = self.ep_rx = self.cmd_tx = self.cmd_rx = self.ack_fd = -1
         self.txbuf = <char *>malloc(BATCH * BUFSZ)
         self.rxbuf = <char *>malloc(BATCH * (BUFSZ + VLAN_HLEN))
         if self.txbuf == NULL or self.rxbuf == NULL:
@@ -202,30 +212,35 @@ cdef class Datapath:
             self.rxmsg[i].msg_hdr.msg_name = &self.rxaddr[i]
             self.rxmsg[i].msg_hdr.msg_control = self.rxcmsg[i]
         self.set_rx_policy(rx_policy)
-        self.epfd = epoll_create1(EPOLL_CLOEXEC)
-        self.cmd_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+        self.ep_tx = epoll_create1(EPOLL_CLOEXEC)
+        self.ep_rx = self.ep_tx if threads == 1 else epoll_create1(EPOLL_CLOEXEC)
+        self.cmd_tx = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+        self.cmd_rx = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
         self.ack_fd = eventfd(0, EFD_CLOEXEC)
-        if self.epfd < 0 or self.cmd_fd < 0 or self.ack_fd < 0:
+        if min(self.ep_tx, self.ep_rx, self.cmd_tx, self.cmd_rx, self.ack_fd) < 0:
             raise OSError(errno, "datapath: epoll/eventfd setup failed")
-        self._watch(tap_fd, TAG_TAP)
-        self._watch(self.cmd_fd, TAG_CMD)
+        self._watch(self.ep_tx, tap_fd, TAG_TAP)
+        self._watch(self.ep_tx, self.cmd_tx, TAG_CMD_TX)
+        self._watch(self.ep_rx, self.cmd_rx, TAG_CMD_RX)
 
     def __dealloc__(self):
         cdef int i
         for i in range(2):
             if self.fds[i] >= 0:
                 close(self.fds[i])
-        for i in (self.epfd, self.cmd_fd, self.ack_fd):
+        if self.ep_rx != self.ep_tx and self.ep_rx >= 0:
+            close(self.ep_rx)
+        for i in (self.ep_tx, self.cmd_tx, self.cmd_rx, self.ack_fd):
             if i >= 0:
                 close(i)
         free(self.txbuf)
         free(self.rxbuf)
 
-    cdef int _watch(self, int fd, uint32_t tag) except -1:
+    cdef int _watch(self, int ep, int fd, uint32_t tag) except -1:
         cdef epoll_event ev
         ev.events = EPOLLIN
         ev.data.u32 = tag
-        if epoll_ctl(self.epfd, EPOLL_CTL_ADD, fd, &ev) < 0:
+        if epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0:
             raise OSError(errno, "datapath: epoll_ctl failed")
         return 0
 
@@ -241,28 +256,35 @@ cdef class Datapath:
         self.promisc = on
 
     def set_ready(self, int slot, bint ready):
-        """Tell the loop whether a slave may transmit (admin up and carrier)."""
+        """Tell the loops whether a slave may transmit (admin up and carrier)."""
         self.ready[slot & 1] = ready
 
     def set_slave(self, int slot, int fd):
-        """Give the loop slave socket fd for slot (-1: no slave).
+        """Give the loops slave socket fd for slot (-1: no slave).
 
-        The loop takes ownership of fd and closes the previous one itself,
-        between batches, then acknowledges; this returns after that.
+        The datapath owns fd from now on.  The previous socket is closed only
+        after every running loop has passed a point between batches (a
+        quiescent state), so no loop can still be using it.
         """
+        cdef int old
+        cdef unsigned long gen
         if slot not in (PRIMARY, STANDBY):
             raise ValueError("slot must be PRIMARY or STANDBY")
-        self.p_slot = slot
-        self.p_fd = fd
+        old = self.fds[slot]
+        memset(&self.slots[slot], 0, sizeof(slot_stats))
+        self.fds[slot] = fd
         netfo_barrier()
         self.cmd_gen += 1
-        if not self.running:
-            self._apply()
-            return
-        self._kick()
-        with nogil:
-            while self.applied_gen != self.cmd_gen:
-                self._wait_ack()
+        gen = self.cmd_gen
+        if self.running:
+            self._kick()
+            with nogil:
+                while self.acked[0] != gen or self.acked[1] != gen:
+                    self._wait_ack()
+        else:
+            self._sync_rx_watch()
+        if old >= 0:
+            close(old)
 
     def active(self):
         """Slot that transmits now (PRIMARY, STANDBY) or -1 (B-19)."""
@@ -273,19 +295,31 @@ cdef class Datapath:
         return self.fds[slot & 1]
 
     def stop(self):
-        """Make run() return after the current batch."""
+        """Make the loops return after their current batch."""
         self.stopping = 1
         self._kick()
 
     def run(self):
-        """The forwarding loop; returns after stop().  Call from a thread."""
-        self.running = True
-        self.stopping = 0
+        """Both directions in one loop (threads=1); returns after stop()."""
+        if self.threads != 1:
+            raise RuntimeError("threads=2: call run_tx() and run_rx() in two threads")
+        self._run(self.ep_tx)
+
+    def run_tx(self):
+        """Master -> slave loop (threads=2)."""
+        self._run(self.ep_tx)
+
+    def run_rx(self):
+        """Slaves -> master loop (threads=2)."""
+        self._run(self.ep_rx)
+
+    cdef _run(self, int ep):
+        self.running += 1
         try:
             with nogil:
-                self._loop()
+                self._loop(ep)
         finally:
-            self.running = False
+            self.running -= 1
 
     def stats(self):
         """Counters: master totals (monotonic) and per-slot since enslaved."""
@@ -293,15 +327,25 @@ cdef class Datapath:
         slots = [dict(self.slots[0]), dict(self.slots[1])]
         return {"master": master, "slots": slots}
 
-    # ---- the loop (GIL released) ----
+    # ---- the loops (GIL released) ----
 
     cdef void _kick(self) noexcept nogil:
         cdef uint64_t one = 1
-        write(self.cmd_fd, &one, 8)
+        write(self.cmd_tx, &one, 8)
+        write(self.cmd_rx, &one, 8)
 
     cdef void _wait_ack(self) noexcept nogil:
         cdef uint64_t v
         read(self.ack_fd, &v, 8)
+
+    cdef void _ack(self, int which, int cmd_fd) noexcept nogil:
+        """This loop is between batches: it holds no slave fd any more."""
+        cdef uint64_t v = 1
+        read(cmd_fd, &v, 8)
+        netfo_barrier()
+        self.acked[which] = self.cmd_gen
+        v = 1
+        write(self.ack_fd, &v, 8)
 
     cdef inline int _active(self) noexcept nogil:
         if self.fds[0] >= 0 and self.ready[0]:
@@ -310,36 +354,28 @@ cdef class Datapath:
             return 1
         return -1
 
-    cdef void _apply(self) noexcept nogil:
-        cdef uint64_t v
-        cdef int slot, old
+    cdef void _sync_rx_watch(self) noexcept nogil:
+        """Make ep_rx watch exactly the current slave fds."""
+        cdef int slot, fd
         cdef epoll_event ev
-        read(self.cmd_fd, &v, 8)
-        if self.applied_gen == self.cmd_gen:
-            return
-        netfo_barrier()
-        slot = self.p_slot
-        old = self.fds[slot]
-        if old >= 0:
-            epoll_ctl(self.epfd, EPOLL_CTL_DEL, old, &ev)
-            close(old)
-        self.fds[slot] = self.p_fd
-        memset(&self.slots[slot], 0, sizeof(slot_stats))
-        if self.p_fd >= 0:
-            ev.events = EPOLLIN
-            ev.data.u32 = TAG_SLOT0 + slot
-            epoll_ctl(self.epfd, EPOLL_CTL_ADD, self.p_fd, &ev)
-        netfo_barrier()
-        self.applied_gen = self.cmd_gen
-        v = 1
-        write(self.ack_fd, &v, 8)
+        for slot in range(2):
+            fd = self.fds[slot]
+            if fd == self.rx_watched[slot]:
+                continue
+            if self.rx_watched[slot] >= 0:
+                epoll_ctl(self.ep_rx, EPOLL_CTL_DEL, self.rx_watched[slot], &ev)
+            if fd >= 0:
+                ev.events = EPOLLIN
+                ev.data.u32 = TAG_SLOT0 + slot
+                epoll_ctl(self.ep_rx, EPOLL_CTL_ADD, fd, &ev)
+            self.rx_watched[slot] = fd
 
-    cdef void _loop(self) noexcept nogil:
+    cdef void _loop(self, int ep) noexcept nogil:
         cdef epoll_event evs[4]
         cdef int n, i
         cdef uint32_t tag
         while not self.stopping:
-            n = epoll_wait(self.epfd, evs, 4, -1)
+            n = epoll_wait(ep, evs, 4, -1)
             if n < 0:
                 if errno == EINTR:
                     continue
@@ -348,8 +384,11 @@ cdef class Datapath:
                 tag = evs[i].data.u32
                 if tag == TAG_TAP:
                     self._pump_tap()
-                elif tag == TAG_CMD:
-                    self._apply()
+                elif tag == TAG_CMD_TX:
+                    self._ack(0, self.cmd_tx)
+                elif tag == TAG_CMD_RX:
+                    self._sync_rx_watch()
+                    self._ack(1, self.cmd_rx)
                 else:
                     self._pump_slave(tag - TAG_SLOT0)
 

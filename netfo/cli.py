@@ -26,7 +26,7 @@ def cmd_up(args) -> int:
     from .daemon import Daemon     # needs pyroute2 + the extension: only here
     _setup_logging(args.ifname)
     ready_fd = args.ready_fd
-    d = Daemon(args.ifname, primary=args.primary, rx_policy=args.rx_policy)
+    d = Daemon(args.ifname, primary=args.primary, rx_policy=args.rx_policy, threads=args.threads)
     try:
         d.up()
     except NetfoError as e:
@@ -58,7 +58,7 @@ def _spawn_daemon(args) -> int:
     """Run `up --foreground` detached; return when the master is ready."""
     rd, wr = os.pipe()
     argv = [sys.executable, "-m", "netfo", "up", args.ifname, "--foreground",
-            "--rx-policy", args.rx_policy, "--ready-fd", str(wr)]
+            "--rx-policy", args.rx_policy, "--threads", str(args.threads), "--ready-fd", str(wr)]
     if args.primary:
         argv += ["--primary", args.primary]
     path = control.run_path(args.ifname, "log")
@@ -173,6 +173,9 @@ def parser() -> argparse.ArgumentParser:
                     help="frames from the slave that does not transmit: drop them (active, "
                          "default), drop standby frames while a primary exists (kernel), "
                          "or deliver them (all)")
+    up.add_argument("--threads", type=int, choices=(1, 2), default=2,
+                    help="datapath threads: one loop for both directions, or one per "
+                         "direction (default)")
     up.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     up.set_defaults(fn=cmd_up)
 

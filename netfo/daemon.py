@@ -59,8 +59,10 @@ class SlaveState:
 
 
 class Daemon:
-    def __init__(self, ifname: str, primary: Optional[str] = None, rx_policy: str = "active"):
+    def __init__(self, ifname: str, primary: Optional[str] = None, rx_policy: str = "active",
+                 threads: int = 2):
         self.ifname = ifname
+        self.threads = threads
         self.pinned = primary
         self.rx_policy = rx_policy
         self.sby_name = standby_name(ifname)
@@ -76,7 +78,7 @@ class Daemon:
         self.carrier: Optional[bool] = None
         self.mcast: frozenset = frozenset()
         self.promisc = False
-        self.thread: Optional[threading.Thread] = None
+        self.loops: list = []                   # datapath threads
         self.ctl: Optional[socket.socket] = None
         self.stop = threading.Event()
         self.journal: dict = {}
@@ -191,15 +193,17 @@ class Daemon:
         restore.save(self.journal)
 
         self.silencer = links.Silencer(self.ifname)
-        self.dp = _fastpath.Datapath(self.tap_fd, RX_POLICIES[self.rx_policy])
+        self.dp = _fastpath.Datapath(self.tap_fd, RX_POLICIES[self.rx_policy], self.threads)
         self.group = group
         self._step("slaves", self._release_all)
         self._resync()
         if Role.STANDBY not in self.slaves:
             raise NetfoError(f"could not enslave the standby {self.sby_name}: "
                              f"{self.refused.get(Role.STANDBY, 'see the log')}")
-        self.thread = threading.Thread(target=self.dp.run, name="netfo-datapath", daemon=True)
-        self.thread.start()
+        runs = [self.dp.run] if self.threads == 1 else [self.dp.run_tx, self.dp.run_rx]
+        for fn in runs:
+            self.loops.append(threading.Thread(target=fn, name=f"netfo-{fn.__name__}", daemon=True))
+            self.loops[-1].start()
         self._step("datapath", self._stop_datapath)
         self._sync()
         group.failovers, group.last_failover = 0, None     # setup is no failover
@@ -491,7 +495,8 @@ class Daemon:
 
     def _stop_datapath(self) -> None:
         self.dp.stop()
-        self.thread.join(5)
+        for t in self.loops:
+            t.join(5)
 
     def _close_tap(self) -> None:
         os.close(self.tap_fd)       # the TAP is persistent: restore() deletes it
