@@ -312,10 +312,19 @@ class Daemon:
             restore.save(self.journal)
         before = self.group.active()
         self._apply(self.group.link_changed(link))
+        self._refresh_slaves()
         self._sync()
         if self.group.active() != before:
-            log.info("transmit via %s (%s %s, carrier %s)", self.group.active(),
-                     link.name, "up" if link.up else "down", "on" if link.carrier else "off")
+            log.info("transmit via %s (after an event of %s)", self.group.active(), link.name)
+
+    def _refresh_slaves(self) -> None:
+        """Decide on every slave's state as it is now, not as an event said:
+        a VF netfo has just brought up must not count as down because its
+        'up' event is still queued behind the event being handled."""
+        for role in list(self.group.slaves):
+            link = links.get(self.ipr, index=self.group.slaves[role].index)
+            if link is not None:
+                self.group.link_changed(link)
 
     def _on_master(self, link: Link) -> None:
         if link.mac != self.mac:
@@ -351,6 +360,7 @@ class Daemon:
             return
         before = self.group.active()
         self._apply(self.group.link_removed(index))
+        self._refresh_slaves()
         self._sync()
         if self.group.active() != before:
             log.info("transmit via %s (link %d deleted)", self.group.active(), index)

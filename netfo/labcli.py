@@ -20,6 +20,32 @@ def add_parser(sub) -> None:
     link.add_argument("which", choices=("virtio", "vf"))
     link.add_argument("state", choices=("up", "down"))
     lab.set_defaults(fn=cmd_lab)
+    add_demo_parser(sub)
+
+
+def add_demo_parser(sub) -> None:
+    demo = sub.add_parser(
+        "demo", help="build the lab, run netfo, migrate under traffic, show the timeline",
+        description="Build the namespace lab, run `netfo up ens10` in its guest, stream UDP both "
+                    "ways (and keep a TCP connection) through netfo, run the kernel document's "
+                    "live migration, then print what happened and remove everything. Exit 0 "
+                    "when connectivity survived: each direction still delivers (at least half "
+                    "of the frames of its last 0.5 s), neither was cut for more than 2 s, and "
+                    "the TCP connection opened before the first step still works after the last.")
+    demo.add_argument("--prefix", default="demo", help="lab namespace prefix (default: demo)")
+    demo.add_argument("--rate", type=float, default=10000,
+                      help="UDP frames per second in each direction (default: 10000)")
+    demo.add_argument("--keep", action="store_true",
+                      help="leave the lab and netfo running afterwards (remove: netfo lab --prefix P down)")
+    demo.add_argument("--json", action="store_true", help="print the timeline as JSON (progress on stderr)")
+    demo.add_argument("--plot", metavar="FILE.png", help="draw the timeline (needs matplotlib)")
+    demo.add_argument("--wire-like", action="store_true", help="peer offloads off (as `lab up --wire-like`)")
+    demo.set_defaults(fn=cmd_demo)
+
+
+def cmd_demo(args) -> int:
+    from .demo import cmd_demo as run
+    return run(args)
 
 
 def cmd_lab(args) -> int:

@@ -20,7 +20,14 @@ was due; frame `seq` is due at `start + seq / rate`. Python cannot sleep
 100 us at a time, so the sender wakes about once per millisecond and sends
 every frame that has come due (a burst of rate/1000 frames); if it was held
 up, it catches up at once, and `max_lag_ms` says by how much it was late.
-A frame that `sendto` refuses still uses its sequence number (it is lost).
+The socket is non-blocking: a frame that the local stack refuses (EAGAIN when
+the socket's send buffer is full, e.g. while frames wait for ARP; ENETUNREACH;
+...) still uses its sequence number, is counted by errno and is lost; the
+sender never stalls, so the schedule (and the loss accounting) stays honest.
+
+watch: samples `netfo status` of this namespace and reports every link and
+neighbour event of the namespace (netlink), timed: carrier of the slaves and
+the master, VFs appearing and vanishing, ARP entries flushed and resolved.
 
 recv: records the sequence number and the receive time of every datagram,
 plus the socket's own overflow drops (SO_RXQ_OVFL), so losses inside the
@@ -70,6 +77,7 @@ def send(dst: str, port: int, rate: float, size: int, seconds: float | None) -> 
     stop = _Stop()
     s = socket.socket(_family(dst), socket.SOCK_DGRAM)
     s.connect((dst, port))                 # one route lookup, not one per frame
+    s.setblocking(False)
     pad = b"\0" * max(0, size - HEADER.size)
     pack, mono, sleep = HEADER.pack, time.monotonic, time.sleep
     errors: dict[str, int] = {}
@@ -103,7 +111,10 @@ def recv(port: int, host: str = "::") -> None:
     stop = _Stop()
     s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+    try:        # root may pass net.core.rmem_max: a receiver held up for a moment loses nothing
+        s.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), RCVBUF)
+    except OSError:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
     s.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
     s.bind((host, port))
     s.settimeout(0.05)
@@ -246,12 +257,68 @@ def tcp_ping(host: str, port: int, interval: float) -> None:
 
 # ------------------------------------------------------------------ watch
 
+NUD = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY",
+       0x10: "PROBE", 0x20: "FAILED", 0x40: "NOARP", 0x80: "PERMANENT"}
+
+
+def _nud(state: int) -> str:
+    return "|".join(n for bit, n in NUD.items() if state & bit) or "NONE"
+
+
+def _monitor(emit, bound) -> None:
+    """Link and neighbour events of this namespace, as they happen."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.rtnl import RTMGRP_LINK, RTMGRP_NEIGH
+    with IPRoute() as ipr:
+        ipr.bind(RTMGRP_LINK | RTMGRP_NEIGH)       # first: an event while dumping is kept
+        with IPRoute() as once:
+            names = {}
+            for l in once.link("dump"):
+                names[l["index"]] = l.get_attr("IFLA_IFNAME")
+                carrier = l.get_attr("IFLA_CARRIER")
+                emit({"event": "link", "t": round(time.monotonic(), 6), "index": l["index"],
+                      "name": names[l["index"]], "gone": False, "initial": True,
+                      "up": bool(l["flags"] & 0x1),
+                      "carrier": bool(carrier if carrier is not None else l["flags"] & 0x10000)})
+        bound.set()
+        while True:
+            for msg in ipr.get():
+                t = time.monotonic()
+                ev = msg.get("event", "")
+                idx = msg.get("index") or msg.get("ifindex")
+                if ev in ("RTM_NEWLINK", "RTM_DELLINK"):
+                    name = msg.get_attr("IFLA_IFNAME") or names.get(idx, str(idx))
+                    names[idx] = name
+                    flags = msg["flags"]
+                    carrier = msg.get_attr("IFLA_CARRIER")
+                    emit({"event": "link", "t": round(t, 6), "index": idx, "name": name,
+                          "gone": ev == "RTM_DELLINK", "up": bool(flags & 0x1),
+                          "carrier": bool(carrier if carrier is not None else flags & 0x10000)})
+                elif ev in ("RTM_NEWNEIGH", "RTM_DELNEIGH"):
+                    dst = msg.get_attr("NDA_DST")
+                    if not dst or dst.startswith("fe80") or dst.startswith("ff"):
+                        continue
+                    emit({"event": "neigh", "t": round(t, 6), "dst": dst,
+                          "dev": names.get(idx, str(idx)),
+                          "state": "DELETED" if ev == "RTM_DELNEIGH" else _nud(msg["state"])})
+
+
 def watch(ifname: str, interval: float) -> None:
     """Poll netfo's control socket (this namespace's) every `interval` s:
-    which slave transmits, which slaves exist; one sample line per poll."""
+    which slave transmits, which slaves exist; one sample line per poll.
+    Link and neighbour events come as "link"/"neigh" lines in between."""
+    import threading
     from . import control
     stop = _Stop()
-    _emit({"event": "ready", "ifname": ifname})
+    lock = threading.Lock()
+
+    def emit(obj: dict) -> None:
+        with lock:
+            _emit(obj)
+    bound = threading.Event()
+    threading.Thread(target=_monitor, args=(emit, bound), daemon=True).start()
+    bound.wait(5)
+    emit({"event": "ready", "ifname": ifname})
     nxt = time.monotonic()
     while not stop.set:
         t = time.monotonic()
@@ -265,18 +332,19 @@ def watch(ifname: str, interval: float) -> None:
         elif "error" in st:
             sample["error"] = st["error"]
         else:
-            sample.update(active=st["active"], failovers=st["failovers"],
-                          no_slave=st["drops"].get("no_slave", 0),
+            sample.update(active=st["active"], carrier=st["master"]["carrier"],
+                          failovers=st["failovers"], drops=st["drops"],
                           slaves=[{"role": s["role"], "name": s["name"], "index": s["index"],
                                    "carrier": s["carrier"], "ready": s["ready"]}
                                   for s in st["slaves"]])
-        _emit(sample)
+        emit(sample)
         nxt += interval
         delay = nxt - time.monotonic()
         if delay > 0:
             time.sleep(delay)
         else:
             nxt = time.monotonic()
+    emit({"event": "result"})
 
 
 def main(argv: list[str] | None = None) -> int:
