@@ -1,0 +1,65 @@
+"""Micro-benchmarks: the forwarding loop alone, frames per second.
+
+    python3 -m pytest bench/test_micro.py --benchmark-only
+
+netfo's Cython Datapath and the pure-Python reference forwarder
+(bench/reference_forwarder.py) each drain N queued frames, per frame size
+and direction, over a real TAP and veth pair (bench/microlab.py).  The
+pytest-benchmark table shows seconds per round; the summary at the end gives
+the median frames/s and the Cython/Python ratio.  Needs root.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+
+import pytest
+
+pytest.importorskip("pytest_benchmark")
+if os.geteuid() != 0:
+    pytest.skip("micro-benchmarks need root (network namespace, TAP)", allow_module_level=True)
+
+from bench import microlab  # noqa: E402
+
+FRAMES = {"64": 100_000, "1500": 50_000, "64k": 3_000}     # per round: 0.1-0.5 s each
+ROUNDS = 5
+
+
+@pytest.fixture(scope="module")
+def rig():
+    with microlab.MicroLab() as ml:
+        yield ml
+
+
+@pytest.fixture(scope="module", params=["netfo", "python"])
+def forwarder(request, rig):
+    fwd = microlab.Forwarder(rig, request.param)
+    try:
+        yield request.param, fwd
+    finally:
+        fwd.close()
+
+
+@pytest.mark.parametrize("size", list(FRAMES))
+@pytest.mark.parametrize("direction", microlab.DIRECTIONS)
+def test_forward(benchmark, rig, forwarder, direction, size):
+    impl, fwd = forwarder
+    data = microlab.frame(size, direction)
+    per_frame = microlab.bytes_per_frame(rig, fwd, direction, data)
+    n = FRAMES[size]
+    rounds: list[tuple] = []
+
+    def target():
+        rounds.append(microlab.run_round(rig, fwd, direction, n * per_frame))
+
+    benchmark.group = f"{size}-byte frames, {direction}"
+    benchmark.pedantic(target, setup=lambda: rig.fill(direction, data, n),
+                       rounds=ROUNDS, iterations=1)
+    fps = [got / per_frame / secs for secs, got in rounds if secs > 0]
+    lost = n * len(rounds) - sum(got for _, got in rounds) // per_frame
+    med = statistics.median(fps)
+    benchmark.extra_info.update(frames_per_round=n, frames_per_s_median=med,
+                                gbit_per_s_median=med * (len(data) - 10) * 8 / 1e9, lost=lost)
+    microlab.RESULTS.append({"impl": impl, "direction": direction, "size": size,
+                             "fps": med, "gbps": med * (len(data) - 10) * 8 / 1e9, "lost": lost})
+    assert lost == 0, f"{lost} frames lost"
