@@ -21,6 +21,8 @@ from .paths import PATHS
 from .runner import MODES, Progress, Settings
 
 QUICK_PATHS = ("direct", "kernel", "netfo", "python")
+# netfo's own variants (--threads 2, --busy-poll 50) are there to be asked for
+FULL_PATHS = tuple(p for p in PATHS if not p.startswith("netfo-"))
 TOOLS = ("ip", "tc", "nft", "iperf3", "ping", "ss", "ethtool", "tcpdump")
 
 
@@ -28,7 +30,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python3 -m bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="short runs, offload mode only, no Open vSwitch (well under a minute)")
-    ap.add_argument("--paths", help=f"comma list of {','.join(PATHS)} (default: all; "
+    ap.add_argument("--paths", help=f"comma list of {','.join(PATHS)} (default: all but netfo-*; "
                                     f"--quick: {','.join(QUICK_PATHS)})")
     ap.add_argument("--modes", help="comma list of offload,wire (default: both; --quick: offload)")
     ap.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results.json"),
@@ -44,7 +46,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--ping-count", type=int, help="pings per direction at --ping-interval (500 / 200)")
     g.add_argument("--ping-interval", type=float, default=0.002, help="s between pings (0.002)")
     a = ap.parse_args(argv)
-    a.paths = _choose(a.paths, QUICK_PATHS if a.quick else tuple(PATHS), PATHS, "path", ap)
+    a.paths = _choose(a.paths, QUICK_PATHS if a.quick else FULL_PATHS, PATHS, "path", ap)
     a.modes = _choose(a.modes, ("offload",) if a.quick else MODES, MODES, "mode", ap)
     return a
 

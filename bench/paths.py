@@ -127,9 +127,9 @@ def python(lab: Lab) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def netfo(lab: Lab) -> Iterator[int]:
+def netfo(lab: Lab, *args: str) -> Iterator[int]:
     """`netfo up ens10 --foreground` in the guest; the VF is the primary."""
-    proc = lab.popen("guest", sys.executable, "-m", "netfo", "up", MASTER, "--foreground",
+    proc = lab.popen("guest", sys.executable, "-m", "netfo", "up", MASTER, "--foreground", *args,
                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
                      start_new_session=True)
     netns = os.stat(f"/var/run/netns/{lab.guest}").st_ino
@@ -172,7 +172,10 @@ def _ovs(tso: bool) -> Path:
 
 PATHS: dict[str, Path] = {
     "direct": direct, "kernel": kernel, "netfo": netfo,
+    "netfo-2t": lambda lab: netfo(lab, "--threads", "2"),
+    "netfo-bp": lambda lab: netfo(lab, "--busy-poll", "50"),
     "ovs-tso": _ovs(tso=True), "ovs": _ovs(tso=False), "python": python,
 }
-FORWARDER = {"direct": None, "kernel": None, "netfo": "netfo daemon",
+FORWARDER = {"direct": None, "kernel": None, "netfo": "netfo daemon", "netfo-2t": "netfo daemon",
+             "netfo-bp": "netfo daemon",
              "ovs-tso": "ovs-vswitchd", "ovs": "ovs-vswitchd", "python": "reference forwarder"}

@@ -97,6 +97,18 @@ cdef extern from *:
     int NETFO_SOL_PACKET
     void netfo_barrier() nogil
 
+cdef extern from "<time.h>" nogil:
+    struct timespec:
+        long tv_sec
+        long tv_nsec
+    int clock_gettime(int clk, timespec *ts)
+    int CLOCK_MONOTONIC
+
+cdef inline uint64_t monotonic_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <uint64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
 cdef extern from "<arpa/inet.h>" nogil:
     uint16_t htons(uint16_t)
 
@@ -164,8 +176,10 @@ cdef class Datapath:
     cdef volatile int fds[2]
     cdef int rx_watched[2]            # slave fds in ep_rx (the RX loop's view)
     cdef volatile int ready[2]
+    cdef volatile int preferred       # slot chosen by the control plane
     cdef volatile int stopping
     cdef int rx_policy
+    cdef uint64_t busy_poll_ns
     cdef int promisc
     cdef int running                  # loops running now
     cdef volatile unsigned long cmd_gen
@@ -251,6 +265,10 @@ cdef class Datapath:
             raise ValueError("unknown rx policy %d" % policy)
         self.rx_policy = policy
 
+    def set_busy_poll(self, unsigned int usec):
+        """Poll for usec after the last frame before sleeping (0: never)."""
+        self.busy_poll_ns = usec * 1000
+
     def set_promisc(self, bint on):
         """Deliver unicast for other hosts too (the master is promiscuous)."""
         self.promisc = on
@@ -258,6 +276,15 @@ cdef class Datapath:
     def set_ready(self, int slot, bint ready):
         """Tell the loops whether a slave may transmit (admin up and carrier)."""
         self.ready[slot & 1] = ready
+
+    def set_preferred(self, int slot):
+        """Transmit via slot while it is ready, else via the other one.
+
+        The control plane's choice (updelay, reselect, manual) goes here;
+        readiness stays separate so that a send error can still fall over
+        to the other slave at once.
+        """
+        self.preferred = slot & 1
 
     def set_slave(self, int slot, int fd):
         """Give the loops slave socket fd for slot (-1: no slave).
@@ -348,10 +375,11 @@ cdef class Datapath:
         write(self.ack_fd, &v, 8)
 
     cdef inline int _active(self) noexcept nogil:
-        if self.fds[0] >= 0 and self.ready[0]:
-            return 0
-        if self.fds[1] >= 0 and self.ready[1]:
-            return 1
+        cdef int p = self.preferred, q = 1 - self.preferred
+        if self.fds[p] >= 0 and self.ready[p]:
+            return p
+        if self.fds[q] >= 0 and self.ready[q]:
+            return q
         return -1
 
     cdef void _sync_rx_watch(self) noexcept nogil:
@@ -374,12 +402,23 @@ cdef class Datapath:
         cdef epoll_event evs[4]
         cdef int n, i
         cdef uint32_t tag
+        cdef uint64_t idle_since = 0, now
         while not self.stopping:
-            n = epoll_wait(ep, evs, 4, -1)
+            # Busy polling: keep looking for busy_poll_ns after the last
+            # frame before sleeping, so a reply that comes back within that
+            # time is not delayed by a wake-up (tens of us on a VM).
+            n = epoll_wait(ep, evs, 4, 0 if idle_since else -1)
+            if n == 0:
+                now = monotonic_ns()
+                if now - idle_since > self.busy_poll_ns:
+                    idle_since = 0
+                continue
             if n < 0:
                 if errno == EINTR:
                     continue
                 break
+            if self.busy_poll_ns:
+                idle_since = monotonic_ns()
             for i in range(n):
                 tag = evs[i].data.u32
                 if tag == TAG_TAP:

@@ -26,7 +26,14 @@ def cmd_up(args) -> int:
     from .daemon import Daemon     # needs pyroute2 + the extension: only here
     _setup_logging(args.ifname)
     ready_fd = args.ready_fd
-    d = Daemon(args.ifname, primary=args.primary, rx_policy=args.rx_policy, threads=args.threads)
+    from .group import Policy
+    try:
+        policy = Policy(args.updelay / 1000, args.downdelay / 1000, args.reselect)
+    except ValueError as e:
+        print(f"netfo: {e}", file=sys.stderr)
+        return 2
+    d = Daemon(args.ifname, primary=args.primary, rx_policy=args.rx_policy, threads=args.threads,
+               busy_poll=args.busy_poll, policy=policy, miimon=args.miimon / 1000)
     try:
         d.up()
     except NetfoError as e:
@@ -58,7 +65,10 @@ def _spawn_daemon(args) -> int:
     """Run `up --foreground` detached; return when the master is ready."""
     rd, wr = os.pipe()
     argv = [sys.executable, "-m", "netfo", "up", args.ifname, "--foreground",
-            "--rx-policy", args.rx_policy, "--threads", str(args.threads), "--ready-fd", str(wr)]
+            "--rx-policy", args.rx_policy, "--threads", str(args.threads),
+            "--busy-poll", str(args.busy_poll), "--updelay", str(args.updelay),
+            "--downdelay", str(args.downdelay), "--reselect", args.reselect,
+            "--miimon", str(args.miimon), "--ready-fd", str(wr)]
     if args.primary:
         argv += ["--primary", args.primary]
     path = control.run_path(args.ifname, "log")
@@ -150,11 +160,49 @@ def format_status(st: dict) -> str:
     drops = ", ".join(f"{k} {v}" for k, v in st["drops"].items() if v)
     if drops:
         lines.append(f"  drops: {drops}")
+    if st.get("forced"):
+        lines.append(f"  forced: {st['forced']} (netfo set {m['name']} active auto releases it)")
+    for e in st.get("events", []):
+        lines.append(f"  event: {format_event(e)}")
     last = st["last_failover"]
     when = (f" (last {time.strftime('%H:%M:%S', time.localtime(last))}, "
             f"{time.time() - last:.1f} s ago)") if last else ""
     lines.append(f"  failovers: {st['failovers']}{when}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- set, events
+
+def _ask(ifname: str, cmd: str, **args) -> dict:
+    reply = control.request(ifname, cmd, **args)
+    if reply is None:
+        raise NetfoError(f"netfo is not running on {ifname} in this network namespace")
+    if "error" in reply:
+        raise NetfoError(reply["error"])
+    return reply
+
+
+def cmd_set(args) -> int:
+    reply = _ask(args.ifname, "set", active=args.value)
+    print(f"netfo: {args.ifname}: active {args.value}; transmitting via {reply['active']}")
+    return 0
+
+
+def format_event(e: dict) -> str:
+    t = time.strftime("%H:%M:%S", time.localtime(e["time"])) + f".{int(e['time'] * 1000) % 1000:03d}"
+    return f"{t}  {e['from'] or 'none'} -> {e['to'] or 'none'}  ({e['reason']}{', ' + e['slave'] if e['slave'] else ''})"
+
+
+def cmd_events(args) -> int:
+    seen = 0.0
+    while True:
+        for e in _ask(args.ifname, "events")["events"]:
+            if e["time"] > seen:
+                print(json.dumps(e) if args.json else format_event(e), flush=True)
+                seen = e["time"]
+        if not args.follow:
+            return 0
+        time.sleep(0.2)
 
 
 # ---------------------------------------------------------------- main
@@ -173,9 +221,24 @@ def parser() -> argparse.ArgumentParser:
                     help="frames from the slave that does not transmit: drop them (active, "
                          "default), drop standby frames while a primary exists (kernel), "
                          "or deliver them (all)")
-    up.add_argument("--threads", type=int, choices=(1, 2), default=2,
-                    help="datapath threads: one loop for both directions, or one per "
-                         "direction (default)")
+    up.add_argument("--threads", type=int, choices=(1, 2), default=1,
+                    help="datapath threads: one loop for both directions (default; it "
+                         "measured better on 2 cores), or one per direction")
+    up.add_argument("--busy-poll", type=int, default=0, metavar="USEC",
+                    help="keep polling USEC microseconds after the last frame before "
+                         "sleeping: lower latency for CPU (default 0: off)")
+    up.add_argument("--updelay", type=int, default=0, metavar="MS",
+                    help="a slave that comes back must stay ready this long before it "
+                         "transmits again (default 0, as net_failover)")
+    up.add_argument("--downdelay", type=int, default=0, metavar="MS",
+                    help="keep the master's carrier this long when no slave can transmit, "
+                         "so a short blip does not flush the neighbour tables (default 0)")
+    up.add_argument("--reselect", choices=("always", "better", "failure"), default="always",
+                    help="when a ready primary takes over again: always (default), if "
+                         "faster (better), or only when the active slave fails")
+    up.add_argument("--miimon", type=int, default=10, metavar="MS",
+                    help="read each slave's live carrier this often (default 10; 0: only "
+                         "netlink events, which can lag by up to 1 s on real NICs)")
     up.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     up.set_defaults(fn=cmd_up)
 
@@ -187,6 +250,18 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("ifname", nargs="?")
     st.add_argument("--json", action="store_true", help="machine-readable (see README)")
     st.set_defaults(fn=cmd_status)
+
+    st = sub.add_parser("set", help="force the transmitting slave (drain the VF), or auto")
+    st.add_argument("ifname")
+    st.add_argument("what", choices=("active",))
+    st.add_argument("value", choices=("primary", "standby", "auto"))
+    st.set_defaults(fn=cmd_set)
+
+    ev = sub.add_parser("events", help="switches of the transmitting slave, with reasons")
+    ev.add_argument("ifname")
+    ev.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    ev.add_argument("--json", action="store_true", help="one JSON object per line")
+    ev.set_defaults(fn=cmd_events)
 
     from . import labcli
     labcli.add_parser(sub)

@@ -22,7 +22,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 
 from . import _fastpath, control, links, packet, restore, tap
-from .group import Enslave, Group, Ignore, Link, Release, Role
+from .group import Enslave, Group, Ignore, Link, Policy, Release, Role
 from .links import NetfoError
 
 log = logging.getLogger("netfo")
@@ -60,9 +60,14 @@ class SlaveState:
 
 class Daemon:
     def __init__(self, ifname: str, primary: Optional[str] = None, rx_policy: str = "active",
-                 threads: int = 2):
+                 threads: int = 1, busy_poll: int = 0, policy: Optional[Policy] = None,
+                 miimon: float = 0.01):
         self.ifname = ifname
         self.threads = threads
+        self.busy_poll = busy_poll
+        self.policy = policy or Policy()
+        self.miimon = miimon                    # s between live carrier reads (0: off)
+        self.send_failovers = 0
         self.pinned = primary
         self.rx_policy = rx_policy
         self.sby_name = standby_name(ifname)
@@ -82,6 +87,7 @@ class Daemon:
         self.ctl: Optional[socket.socket] = None
         self.stop = threading.Event()
         self.journal: dict = {}
+        self.logged: Optional[dict] = None      # last group event logged
         self.refused: dict = {}                 # Role -> why enslaving failed last
         self.started = time.time()
 
@@ -157,7 +163,7 @@ class Daemon:
         self.ctl = control.listen(self.ifname)
         self._step("control socket", self.ctl.close)
 
-        group = Group(self.ifname, sb.mac, sb.index, self.pinned)
+        group = Group(self.ifname, sb.mac, sb.index, self.pinned, policy=self.policy)
         primary = self._find_primary(group)
         if primary is not None and primary.max_mtu and primary.max_mtu < self.mtu:
             raise NetfoError(f"{primary.name} (same MAC) cannot take MTU {self.mtu} "
@@ -194,6 +200,7 @@ class Daemon:
 
         self.silencer = links.Silencer(self.ifname)
         self.dp = _fastpath.Datapath(self.tap_fd, RX_POLICIES[self.rx_policy], self.threads)
+        self.dp.set_busy_poll(self.busy_poll)
         self.group = group
         self._step("slaves", self._release_all)
         self._resync()
@@ -207,6 +214,7 @@ class Daemon:
         self._step("datapath", self._stop_datapath)
         self._sync()
         group.failovers, group.last_failover = 0, None     # setup is no failover
+        group.events.clear()
         log.info("%s: master up (index %d), standby %s, primary %s", self.ifname,
                  self.master_index, self.sby_name,
                  self.slaves[Role.PRIMARY].name if Role.PRIMARY in self.slaves else "none yet")
@@ -291,6 +299,12 @@ class Daemon:
         for role in Role:
             link = self.group.slaves.get(role)
             self.dp.set_ready(role, bool(link and link.ready and role in self.slaves))
+        active = self.group.active()
+        self.dp.set_preferred(active if active is not None else Role.PRIMARY)
+        if self.group.events and self.group.events[-1] is not self.logged:
+            self.logged = self.group.events[-1]
+            log.info("transmit via %s (%s, %s)", self.logged["to"], self.logged["reason"],
+                     self.logged["slave"])
         carrier = self.group.carrier
         if carrier != self.carrier:
             tap.set_carrier(self.tap_fd, carrier)
@@ -310,12 +324,9 @@ class Daemon:
             self.slaves[role].name = link.name
             self.journal["slaves"][str(link.index)]["name"] = link.name
             restore.save(self.journal)
-        before = self.group.active()
         self._apply(self.group.link_changed(link))
         self._refresh_slaves()
         self._sync()
-        if self.group.active() != before:
-            log.info("transmit via %s (after an event of %s)", self.group.active(), link.name)
 
     def _refresh_slaves(self) -> None:
         """Decide on every slave's state as it is now, not as an event said:
@@ -358,15 +369,40 @@ class Daemon:
             self.master_index = 0
             self.stop.set()
             return
-        before = self.group.active()
         self._apply(self.group.link_removed(index))
         self._refresh_slaves()
         self._sync()
-        if self.group.active() != before:
-            log.info("transmit via %s (link %d deleted)", self.group.active(), index)
+
+    def _poll_carrier(self) -> None:
+        """miimon: read the live carrier bit, as the kernel's netlink
+        notification of a carrier loss can lag by up to a second (B-21)."""
+        for role, state in list(self.slaves.items()):
+            link = self.group.slaves.get(role)
+            try:
+                with open(f"/sys/class/net/{state.name}/carrier") as f:
+                    carrier = f.read().strip() == "1"
+            except OSError:             # EINVAL while admin down, or gone
+                carrier = False
+            if link is not None and carrier != link.carrier:
+                fresh = links.get(self.ipr, index=state.index)
+                if fresh is not None:
+                    self.group.link_changed(fresh)
+                    self._sync()
 
     def _tick(self) -> None:
-        """What netlink does not announce: the master's multicast list."""
+        """What netlink does not announce: the master's multicast list,
+        switches the loop made itself, delays running out."""
+        self.group.tick()
+        failovers = self.dp.stats()["master"]["send_failovers"]
+        if failovers != self.send_failovers:
+            self.send_failovers = failovers
+            now = self.dp.active()
+            self.group.events.append({
+                "time": time.time(), "reason": "send-error",
+                "from": str(self.group.active()) if self.group.active() is not None else None,
+                "to": str(Role(now)) if now >= 0 else None,
+                "slave": self.slaves[Role(now)].name if now >= 0 and Role(now) in self.slaves else None})
+        self._sync()
         new = frozenset(links.mcast_list(self.master_index))
         if new != self.mcast:
             for role, state in self.slaves.items():
@@ -413,15 +449,28 @@ class Daemon:
             signal.signal(sig, lambda *_: self.stop.set())
         if ready:
             ready()
+        next_tick = time.monotonic()
         while not self.stop.is_set():
-            for key, _ in sel.select(TICK):
+            deadline = self.group.next_deadline()
+            wait = min(TICK, self.miimon or TICK,
+                       max(0.0, deadline - time.monotonic()) if deadline else TICK)
+            for key, _ in sel.select(wait):
                 if key.data == "netlink":
                     os.read(self.wake_r, 4096)
                     while not self.inbox.empty() and not self.stop.is_set():
                         self._guarded(self._on_event, self.inbox.get())
                 else:
                     self._serve_client()
-            if self.master_index and not self.stop.is_set():
+            if self.stop.is_set() or not self.master_index:
+                continue
+            if self.miimon:
+                self._guarded(self._poll_carrier)
+            deadline = self.group.next_deadline()
+            if deadline is not None and time.monotonic() >= deadline:
+                self._guarded(self.group.tick)
+                self._guarded(self._sync)
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + TICK
                 self._guarded(self._tick)
         sel.close()
 
@@ -453,6 +502,10 @@ class Daemon:
                 cmd = req.get("cmd")
                 if cmd == "status":
                     reply = self.status()
+                elif cmd == "set":
+                    reply = self._set(req)
+                elif cmd == "events":
+                    reply = {"events": list(self.group.events)}
                 elif cmd == "down":
                     self.stop.set()
                     self.down()
@@ -463,6 +516,16 @@ class Daemon:
             except (ValueError, OSError) as e:
                 # A client that went away must never take the daemon down.
                 log.warning("control client: %s", e)
+
+    def _set(self, req: dict) -> dict:
+        """Manual control: force a slave to transmit, or go back to auto."""
+        want = req.get("active")
+        roles = {"primary": Role.PRIMARY, "standby": Role.STANDBY, "auto": None}
+        if want not in roles:
+            return {"error": f"active must be primary, standby or auto, not {want!r}"}
+        self.group.force(roles[want])
+        self._sync()
+        return {"ok": True, "active": str(self.group.active()) if self.group.active() is not None else None}
 
     # ------------------------------------------------------------ status
 
@@ -491,6 +554,11 @@ class Daemon:
             "rx_policy": self.rx_policy,
             "slaves": slaves,
             "drops": drops,
+            "forced": str(self.group.forced) if self.group.forced is not None else None,
+            "policy": {"updelay_ms": self.policy.updelay * 1000,
+                       "downdelay_ms": self.policy.downdelay * 1000,
+                       "reselect": self.policy.reselect, "miimon_ms": self.miimon * 1000},
+            "events": list(self.group.events)[-5:],
             "failovers": self.group.failovers + master["send_failovers"],
             "last_failover": self.group.last_failover,
             "pid": os.getpid(),

@@ -104,3 +104,105 @@ def test_first_selection_is_no_failover():
     g = Group("ens10", MAC, standby_index=2)
     g.link_changed(link(2, "ens10nsby"))
     assert g.failovers == 0
+
+
+class Clock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def timed_group(**policy):
+    from netfo.group import Policy
+    clock = Clock()
+    g = Group("ens10", MAC, standby_index=2, master_index=9, policy=Policy(**policy), clock=clock)
+    g.link_changed(link(2, "ens10nsby"))
+    g.link_changed(link(3, "ens11"))
+    return g, clock
+
+
+def test_updelay_holds_a_returning_primary_on_the_standby():
+    g, clock = timed_group(updelay=0.5)
+    assert g.active() == Role.STANDBY        # a new primary waits too
+    clock.t += 0.5
+    g.tick()
+    assert g.active() == Role.PRIMARY
+    g.link_changed(link(3, "ens11", carrier=False))
+    assert g.active() == Role.STANDBY
+    g.link_changed(link(3, "ens11"))
+    assert g.active() == Role.STANDBY and g.next_deadline() == clock.t + 0.5
+    clock.t += 0.4
+    g.tick()
+    assert g.active() == Role.STANDBY
+    clock.t += 0.1
+    g.tick()
+    assert g.active() == Role.PRIMARY
+    assert [e["reason"] for e in g.events][-1] == "delay"
+
+
+def test_updelay_is_skipped_when_nothing_else_can_transmit():
+    g, clock = timed_group(updelay=5)
+    g.link_changed(link(2, "ens10nsby", carrier=False))
+    g.link_changed(link(3, "ens11", carrier=False))
+    assert g.active() is None
+    g.link_changed(link(3, "ens11"))
+    assert g.active() == Role.PRIMARY
+
+
+def test_downdelay_keeps_the_master_carrier_but_never_a_dead_slave():
+    g, clock = timed_group(downdelay=0.3)
+    g.link_changed(link(2, "ens10nsby", carrier=False))
+    g.link_changed(link(3, "ens11", carrier=False))
+    assert g.active() is None                 # nothing transmits on a dead slave
+    assert g.carrier                          # but the master keeps its carrier
+    clock.t += 0.3
+    g.tick()
+    assert not g.carrier
+    g.link_changed(link(3, "ens11"))
+    assert g.carrier and g.active() == Role.PRIMARY
+
+
+def test_reselect_failure_stays_on_the_standby_until_it_fails():
+    g, clock = timed_group(reselect="failure")
+    g.link_changed(link(3, "ens11", carrier=False))
+    g.link_changed(link(3, "ens11"))
+    assert g.active() == Role.STANDBY
+    g.link_changed(link(2, "ens10nsby", carrier=False))
+    assert g.active() == Role.PRIMARY
+
+
+def test_reselect_better_compares_speed():
+    g, clock = timed_group(reselect="better")
+    g.link_changed(link(2, "ens10nsby", speed=10000))
+    g.link_changed(link(3, "ens11", carrier=False))
+    g.link_changed(link(3, "ens11", speed=1000))
+    assert g.active() == Role.STANDBY         # the VF is not faster: stay
+    g.link_changed(link(3, "ens11", speed=25000))
+    assert g.active() == Role.PRIMARY
+
+
+def test_manual_force_and_release():
+    g, clock = timed_group()
+    g.force(Role.STANDBY)
+    assert g.active() == Role.STANDBY
+    g.link_changed(link(2, "ens10nsby", carrier=False))
+    assert g.active() == Role.PRIMARY         # forced slave died: fall back
+    g.link_changed(link(2, "ens10nsby"))
+    assert g.active() == Role.STANDBY
+    g.force(None)
+    assert g.active() == Role.PRIMARY
+    assert [e["reason"] for e in g.events][-4:] == ["manual", "carrier", "carrier", "manual"]
+
+
+def test_broken_path_is_not_used_until_it_heals():
+    g, clock = timed_group()
+    g.path_down(Role.PRIMARY, "probe")
+    assert g.active() == Role.STANDBY
+    g.link_changed(link(3, "ens11"))          # carrier alone does not heal it
+    assert g.active() == Role.STANDBY
+    g.path_up(Role.PRIMARY)
+    assert g.active() == Role.PRIMARY
+    e = list(g.events)[-2]
+    assert (e["from"], e["to"], e["slave"], e["reason"]) == ("primary", "standby", "ens10nsby", "probe")

@@ -1,0 +1,113 @@
+"""Failover quality knobs in the lab: updelay, downdelay, manual control,
+events with reasons, a flapping VF."""
+import time
+
+from netfo.lab import GUEST_IP4, PEER_IP4, PF, TAP
+
+from conftest import Netfo
+from traffic import Capture, Stream, ping
+
+
+def sent_via(lab, seconds=0.5, port=5020):
+    """Which far end (VF port, virtio backend) the guest's frames come out of."""
+    vf = Capture(lab, "src", PF, f"udp port {port}", inbound=True)
+    virtio = Capture(lab, "src", TAP, f"udp port {port}", inbound=True)
+    Stream(lab, "guest", "peer", PEER_IP4, port, 200, seconds).result()
+    return len(vf.frames()), len(virtio.frames())
+
+
+def test_manual_control_drains_the_vf_and_gives_it_back(lab, netfo):
+    lab.link("virtio", "up")
+    netfo.wait(lambda s: netfo.slave("standby")["carrier"], what="standby carrier")
+    assert netfo.cli("set", "ens10", "active", "standby").returncode == 0
+    st = netfo.status()
+    assert st["active"] == "standby" and st["forced"] == "standby"
+    vf, virtio = sent_via(lab)
+    assert vf == 0 and virtio >= 90, (vf, virtio)
+    netfo.cli("set", "ens10", "active", "auto")
+    assert netfo.status()["active"] == "primary"
+    vf, virtio = sent_via(lab, port=5021)
+    assert vf >= 90 and virtio == 0, (vf, virtio)
+    reasons = [e["reason"] for e in netfo.status()["events"]]
+    assert reasons[-2:] == ["manual", "manual"]
+    out = netfo.cli("events", "ens10").stdout
+    assert "primary -> standby  (manual, ens10nsby)" in out
+
+
+def test_updelay_holds_transmit_on_the_standby(lab):
+    n = Netfo(lab, "--updelay", "5000").start()
+    try:
+        lab.link("virtio", "up")
+        n.wait(lambda s: s["active"] == "primary", timeout=8, what="primary after updelay")
+        lab.unplug()
+        n.wait(lambda s: s["active"] == "standby", what="standby")
+        lab.plug()
+        t0 = time.monotonic()
+        n.wait(lambda s: s["slaves"][0]["role"] == "primary" and s["slaves"][0]["ready"],
+               what="new VF ready")
+        vf, virtio = sent_via(lab, seconds=0.4)
+        assert time.monotonic() - t0 < 4.5                 # (all of it within the updelay)
+        assert vf == 0 and virtio >= 70, (vf, virtio)      # held on the standby
+        n.wait(lambda s: s["active"] == "primary", timeout=5, what="primary after updelay")
+        held = time.monotonic() - t0
+        assert 4.5 < held < 6.5, held
+        assert n.status()["events"][-1]["reason"] == "delay"
+    finally:
+        n.stop()
+
+
+def test_downdelay_keeps_carrier_and_neighbours_through_a_blip(lab):
+    n = Netfo(lab, "--downdelay", "500").start()
+    try:
+        assert ping(lab, "guest", PEER_IP4, count=2).received == 2
+        lab.link("vf", "down")
+        n.wait(lambda s: s["active"] is None, what="no slave")
+        assert n.status()["master"]["carrier"] is True
+        assert "REACHABLE" in lab.run("guest", "ip", "neigh", "show", PEER_IP4).stdout or \
+            "STALE" in lab.run("guest", "ip", "neigh", "show", PEER_IP4).stdout
+        lab.link("vf", "up")
+        n.wait(lambda s: s["active"] == "primary", what="primary back")
+        assert lab.run("guest", "ip", "neigh", "show", PEER_IP4).stdout.strip()   # not flushed
+        lab.link("vf", "down")
+        n.wait(lambda s: s["master"]["carrier"] is False, timeout=3, what="carrier off after 500 ms")
+    finally:
+        n.stop()
+
+
+def test_events_say_why(lab, netfo):
+    lab.link("virtio", "up")
+    netfo.wait(lambda s: netfo.slave("standby")["carrier"], what="standby carrier")
+    lab.run("guest", "ip", "link", "set", "ens11", "down")
+    netfo.wait(lambda s: s["active"] == "standby", what="admin down")
+    lab.run("guest", "ip", "link", "set", "ens11", "up")
+    netfo.wait(lambda s: s["active"] == "primary", what="back")
+    lab.link("vf", "down")
+    netfo.wait(lambda s: s["active"] == "standby", what="carrier")
+    lab.link("vf", "up")
+    netfo.wait(lambda s: s["active"] == "primary", what="carrier back")
+    lab.unplug()
+    netfo.wait(lambda s: s["active"] == "standby", what="deleted")
+    events = netfo.status()["events"]
+    assert [(e["to"], e["reason"]) for e in events] == [
+        ("standby", "admin"), ("primary", "admin"), ("standby", "carrier"),
+        ("primary", "carrier"), ("standby", "deleted")], events
+
+
+def test_flapping_vf_leaves_no_stuck_state(lab, netfo):
+    lab.link("virtio", "up")
+    netfo.wait(lambda s: netfo.slave("standby")["carrier"], what="standby carrier")
+    up = Stream(lab, "guest", "peer", PEER_IP4, 5030, 2000, 6.0)
+    for _ in range(50):                                   # 100 flips in about 5 s
+        lab.run("src", "ip", "link", "set", PF, "down")
+        time.sleep(0.02)
+        lab.run("src", "ip", "link", "set", PF, "up")
+        time.sleep(0.02)
+    r = up.result()
+    st = netfo.wait(lambda s: s["active"] == "primary", what="primary after the flapping")
+    assert all(sl["ready"] == sl["carrier"] for sl in st["slaves"])
+    assert r["duplicates"] == 0
+    # Each flip can cost what is in flight while netfo hears of it: bounded
+    # by 100 flips x 5 ms of 2000 frames/s = 1000 frames; the stream must
+    # never stop for longer than a second.
+    assert r["lost"] < 1000 and r["max_gap"] < 1.0, (r["lost"], r["max_gap"])
+    assert st["failovers"] >= 50
