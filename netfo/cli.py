@@ -33,7 +33,8 @@ def cmd_up(args) -> int:
         print(f"netfo: {e}", file=sys.stderr)
         return 2
     d = Daemon(args.ifname, primary=args.primary, rx_policy=args.rx_policy, threads=args.threads,
-               busy_poll=args.busy_poll, policy=policy, miimon=args.miimon / 1000)
+               busy_poll=args.busy_poll, policy=policy, miimon=args.miimon / 1000,
+               notify_count=args.notify_count, notify_interval=args.notify_interval / 1000)
     try:
         d.up()
     except NetfoError as e:
@@ -68,10 +69,12 @@ def _spawn_daemon(args) -> int:
             "--rx-policy", args.rx_policy, "--threads", str(args.threads),
             "--busy-poll", str(args.busy_poll), "--updelay", str(args.updelay),
             "--downdelay", str(args.downdelay), "--reselect", args.reselect,
-            "--miimon", str(args.miimon), "--ready-fd", str(wr)]
+            "--miimon", str(args.miimon), "--notify-count", str(args.notify_count),
+            "--notify-interval", str(args.notify_interval), "--ready-fd", str(wr)]
     if args.primary:
         argv += ["--primary", args.primary]
     path = control.run_path(args.ifname, "log")
+    fresh = not os.path.exists(path)
     with open(path, "a") as logf:
         subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                          pass_fds=(wr,), start_new_session=True)
@@ -81,7 +84,12 @@ def _spawn_daemon(args) -> int:
     if line == "ok":
         print(f"netfo: {args.ifname} is up (daemon log: {path})")
         return 0
-    msg = line[len("error: "):] if line.startswith("error: ") else f"daemon failed, see {path}"
+    if line.startswith("error: "):
+        msg = line[len("error: "):]
+        if fresh:                   # a failed up leaves nothing behind
+            os.unlink(path)
+    else:
+        msg = f"daemon failed, see {path}"
     print(f"netfo: {msg}", file=sys.stderr)
     return 1
 
@@ -239,6 +247,12 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--miimon", type=int, default=10, metavar="MS",
                     help="read each slave's live carrier this often (default 10; 0: only "
                          "netlink events, which can lag by up to 1 s on real NICs)")
+    up.add_argument("--notify-count", type=int, default=1, metavar="N",
+                    help="after each switch of the transmitting slave, and when the master "
+                         "comes up, announce it N times: gratuitous ARP, unsolicited NA, "
+                         "IGMP/MLD reports (default 1, as bonding; 0: never, as net_failover)")
+    up.add_argument("--notify-interval", type=int, default=200, metavar="MS",
+                    help="between announcements (default 200)")
     up.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     up.set_defaults(fn=cmd_up)
 

@@ -21,7 +21,7 @@ from typing import Callable, Optional
 from pyroute2 import IPRoute
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 
-from . import _fastpath, control, links, packet, restore, tap
+from . import _fastpath, control, links, notify, packet, restore, tap
 from .group import Enslave, Group, Ignore, Link, Policy, Release, Role
 from .links import NetfoError
 
@@ -61,13 +61,16 @@ class SlaveState:
 class Daemon:
     def __init__(self, ifname: str, primary: Optional[str] = None, rx_policy: str = "active",
                  threads: int = 1, busy_poll: int = 0, policy: Optional[Policy] = None,
-                 miimon: float = 0.01):
+                 miimon: float = 0.01, notify_count: int = 1, notify_interval: float = 0.0):
         self.ifname = ifname
         self.threads = threads
         self.busy_poll = busy_poll
         self.policy = policy or Policy()
         self.miimon = miimon                    # s between live carrier reads (0: off)
         self.send_failovers = 0
+        self.notify_count, self.notify_interval = notify_count, notify_interval
+        self.notify_due: list = []              # monotonic times of announcement rounds
+        self.announced: Optional[int] = None    # datapath slot the last rounds went to
         self.pinned = primary
         self.rx_policy = rx_policy
         self.sby_name = standby_name(ifname)
@@ -305,6 +308,12 @@ class Daemon:
             self.logged = self.group.events[-1]
             log.info("transmit via %s (%s, %s)", self.logged["to"], self.logged["reason"],
                      self.logged["slave"])
+        now = self.dp.active()
+        if now != self.announced:
+            self.announced = now
+            if now >= 0 and self.notify_count:
+                t = time.monotonic()
+                self.notify_due = [t + i * self.notify_interval for i in range(self.notify_count)]
         carrier = self.group.carrier
         if carrier != self.carrier:
             tap.set_carrier(self.tap_fd, carrier)
@@ -372,6 +381,27 @@ class Daemon:
         self._apply(self.group.link_removed(index))
         self._refresh_slaves()
         self._sync()
+
+    def _announce(self) -> None:
+        """Tell the network where the master is now (B-23: the kernel does
+        not): gratuitous ARP, unsolicited NA, IGMP/MLD reports, sent straight
+        out of the slave that transmits, so switches learn the new port."""
+        t = time.monotonic()
+        if not self.notify_due or self.notify_due[0] > t:
+            return
+        self.notify_due.pop(0)
+        slot = self.dp.active()
+        if slot < 0:
+            return
+        frames = notify.announcements(self.mac, notify.master_state(self.ifname))
+        fd = self.dp.fd(slot)
+        for frame in frames:
+            try:
+                os.write(fd, bytes(tap.VNET_HDR_LEN) + frame)
+            except OSError as e:
+                log.warning("announcement on %s failed: %s", Role(slot), e)
+                break
+        log.info("announced %s on %s (%d frames)", self.ifname, Role(slot), len(frames))
 
     def _poll_carrier(self) -> None:
         """miimon: read the live carrier bit, as the kernel's netlink
@@ -451,9 +481,10 @@ class Daemon:
             ready()
         next_tick = time.monotonic()
         while not self.stop.is_set():
-            deadline = self.group.next_deadline()
-            wait = min(TICK, self.miimon or TICK,
-                       max(0.0, deadline - time.monotonic()) if deadline else TICK)
+            deadlines = [d for d in (self.group.next_deadline(),
+                                     self.notify_due[0] if self.notify_due else None) if d]
+            wait = min([TICK, self.miimon or TICK] +
+                       [max(0.0, d - time.monotonic()) for d in deadlines])
             for key, _ in sel.select(wait):
                 if key.data == "netlink":
                     os.read(self.wake_r, 4096)
@@ -465,6 +496,8 @@ class Daemon:
                 continue
             if self.miimon:
                 self._guarded(self._poll_carrier)
+            if self.notify_due:
+                self._guarded(self._announce)
             deadline = self.group.next_deadline()
             if deadline is not None and time.monotonic() >= deadline:
                 self._guarded(self.group.tick)
