@@ -177,6 +177,7 @@ cdef class Datapath:
     cdef int rx_watched[2]            # slave fds in ep_rx (the RX loop's view)
     cdef volatile int ready[2]
     cdef volatile int preferred       # slot chosen by the control plane
+    cdef int resend                   # on a failed send, fall over and resend
     cdef volatile int stopping
     cdef int rx_policy
     cdef uint64_t busy_poll_ns
@@ -206,6 +207,7 @@ cdef class Datapath:
         self.fds[0] = self.fds[1] = -1
         self.rx_watched[0] = self.rx_watched[1] = -1
         self.ready[0] = self.ready[1] = 0
+        self.resend = 1
         self.ep_tx = self.ep_rx = self.cmd_tx = self.cmd_rx = self.ack_fd = -1
         self.txbuf = <char *>malloc(BATCH * BUFSZ)
         self.rxbuf = <char *>malloc(BATCH * (BUFSZ + VLAN_HLEN))
@@ -276,6 +278,11 @@ cdef class Datapath:
     def set_ready(self, int slot, bint ready):
         """Tell the loops whether a slave may transmit (admin up and carrier)."""
         self.ready[slot & 1] = ready
+
+    def set_resend(self, bint on):
+        """On a send that fails because the slave is gone or down, switch and
+        resend (default), or drop the frame (net_failover's behaviour)."""
+        self.resend = on
 
     def set_preferred(self, int slot):
         """Transmit via slot while it is ready, else via the other one.
@@ -462,7 +469,7 @@ cdef class Datapath:
                 sent += k
                 continue
             err = errno
-            if err == ENETDOWN or err == ENXIO or err == ENODEV:
+            if (err == ENETDOWN or err == ENXIO or err == ENODEV) and self.resend:
                 # The slave vanished or went down before netlink told us:
                 # switch now and resend the same frames on the other one.
                 self.ready[s] = 0

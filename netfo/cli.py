@@ -34,7 +34,8 @@ def cmd_up(args) -> int:
         return 2
     d = Daemon(args.ifname, primary=args.primary, rx_policy=args.rx_policy, threads=args.threads,
                busy_poll=args.busy_poll, policy=policy, miimon=args.miimon / 1000,
-               notify_count=args.notify_count, notify_interval=args.notify_interval / 1000)
+               notify_count=args.notify_count, notify_interval=args.notify_interval / 1000,
+               resend=not args.no_resend)
     try:
         d.up()
     except NetfoError as e:
@@ -71,6 +72,8 @@ def _spawn_daemon(args) -> int:
             "--downdelay", str(args.downdelay), "--reselect", args.reselect,
             "--miimon", str(args.miimon), "--notify-count", str(args.notify_count),
             "--notify-interval", str(args.notify_interval), "--ready-fd", str(wr)]
+    if args.no_resend:
+        argv.append("--no-resend")
     if args.primary:
         argv += ["--primary", args.primary]
     path = control.run_path(args.ifname, "log")
@@ -253,6 +256,9 @@ def parser() -> argparse.ArgumentParser:
                          "IGMP/MLD reports (default 1, as bonding; 0: never, as net_failover)")
     up.add_argument("--notify-interval", type=int, default=200, metavar="MS",
                     help="between announcements (default 200)")
+    up.add_argument("--no-resend", action="store_true",
+                    help="drop a frame whose slave vanished mid-send instead of resending it "
+                         "on the other slave (net_failover's behaviour; for comparisons)")
     up.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     up.set_defaults(fn=cmd_up)
 

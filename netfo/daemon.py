@@ -61,13 +61,15 @@ class SlaveState:
 class Daemon:
     def __init__(self, ifname: str, primary: Optional[str] = None, rx_policy: str = "active",
                  threads: int = 1, busy_poll: int = 0, policy: Optional[Policy] = None,
-                 miimon: float = 0.01, notify_count: int = 1, notify_interval: float = 0.0):
+                 miimon: float = 0.01, notify_count: int = 1, notify_interval: float = 0.0,
+                 resend: bool = True):
         self.ifname = ifname
         self.threads = threads
         self.busy_poll = busy_poll
         self.policy = policy or Policy()
         self.miimon = miimon                    # s between live carrier reads (0: off)
         self.send_failovers = 0
+        self.resend = resend
         self.notify_count, self.notify_interval = notify_count, notify_interval
         self.notify_due: list = []              # monotonic times of announcement rounds
         self.announced: Optional[int] = None    # datapath slot the last rounds went to
@@ -204,6 +206,7 @@ class Daemon:
         self.silencer = links.Silencer(self.ifname)
         self.dp = _fastpath.Datapath(self.tap_fd, RX_POLICIES[self.rx_policy], self.threads)
         self.dp.set_busy_poll(self.busy_poll)
+        self.dp.set_resend(self.resend)
         self.group = group
         self._step("slaves", self._release_all)
         self._resync()

@@ -160,3 +160,15 @@ def test_announcement_moves_inbound_traffic_at_once(lab):
     without = drained_stream_loss(lab, ("--notify-count", "0"))
     assert with_notify["lost"] <= 20, with_notify["lost"]
     assert without["lost"] > 1000, without["lost"]
+
+
+def test_no_guest_frame_is_lost_when_the_vf_is_deleted(lab, netfo):
+    """A send that fails because the VF just vanished goes out of the
+    standby (the datapath falls over by itself before netlink says so)."""
+    lab.link("virtio", "up")
+    netfo.wait(lambda s: netfo.slave("standby")["carrier"], what="standby carrier")
+    up = Stream(lab, "guest", "peer", PEER_IP4, 5050, 4000, 2.0)
+    time.sleep(1.0)
+    lab.unplug()
+    r = up.result()
+    assert (r["lost"], r["duplicates"]) == (0, 0), r["lost"]
