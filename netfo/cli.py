@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ def cmd_up(args) -> int:
     _setup_logging(args.ifname)
     ready_fd = args.ready_fd
     from .group import Policy
+    from .probe import Prober
     try:
         policy = Policy(args.updelay / 1000, args.downdelay / 1000, args.reselect)
     except ValueError as e:
@@ -35,7 +37,9 @@ def cmd_up(args) -> int:
     d = Daemon(args.ifname, primary=args.primary, rx_policy=args.rx_policy, threads=args.threads,
                busy_poll=args.busy_poll, policy=policy, miimon=args.miimon / 1000,
                notify_count=args.notify_count, notify_interval=args.notify_interval / 1000,
-               resend=not args.no_resend)
+               resend=not args.no_resend,
+               prober=Prober(args.arp_target, args.ns_target, args.probe_interval / 1000,
+                             args.probe_missed))
     try:
         d.up()
     except NetfoError as e:
@@ -74,6 +78,11 @@ def _spawn_daemon(args) -> int:
             "--notify-interval", str(args.notify_interval), "--ready-fd", str(wr)]
     if args.no_resend:
         argv.append("--no-resend")
+    for t in args.arp_target:
+        argv += ["--arp-target", t]
+    for t in args.ns_target:
+        argv += ["--ns-target", t]
+    argv += ["--probe-interval", str(args.probe_interval), "--probe-missed", str(args.probe_missed)]
     if args.primary:
         argv += ["--primary", args.primary]
     path = control.run_path(args.ifname, "log")
@@ -259,6 +268,17 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--no-resend", action="store_true",
                     help="drop a frame whose slave vanished mid-send instead of resending it "
                          "on the other slave (net_failover's behaviour; for comparisons)")
+    up.add_argument("--arp-target", action="append", default=[], metavar="IP",
+                    type=lambda v: str(ipaddress.IPv4Address(v)),
+                    help="probe the path to IP with ARP (repeatable): a slave whose probes "
+                         "go unanswered counts as down even with carrier")
+    up.add_argument("--ns-target", action="append", default=[], metavar="IP6",
+                    type=lambda v: str(ipaddress.IPv6Address(v)),
+                    help="the same with IPv6 neighbour solicitations (repeatable)")
+    up.add_argument("--probe-interval", type=int, default=100, metavar="MS",
+                    help="between probe rounds (default 100)")
+    up.add_argument("--probe-missed", type=int, default=3, metavar="N",
+                    help="rounds without an answer before a path is down (default 3)")
     up.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     up.set_defaults(fn=cmd_up)
 

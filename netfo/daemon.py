@@ -21,7 +21,7 @@ from typing import Callable, Optional
 from pyroute2 import IPRoute
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 
-from . import _fastpath, control, links, notify, packet, restore, tap
+from . import _fastpath, control, links, notify, packet, probe, restore, tap
 from .group import Enslave, Group, Ignore, Link, Policy, Release, Role
 from .links import NetfoError
 
@@ -62,7 +62,7 @@ class Daemon:
     def __init__(self, ifname: str, primary: Optional[str] = None, rx_policy: str = "active",
                  threads: int = 1, busy_poll: int = 0, policy: Optional[Policy] = None,
                  miimon: float = 0.01, notify_count: int = 1, notify_interval: float = 0.0,
-                 resend: bool = True):
+                 resend: bool = True, prober: Optional[probe.Prober] = None):
         self.ifname = ifname
         self.threads = threads
         self.busy_poll = busy_poll
@@ -70,6 +70,11 @@ class Daemon:
         self.miimon = miimon                    # s between live carrier reads (0: off)
         self.send_failovers = 0
         self.resend = resend
+        self.prober = prober or probe.Prober([], [], 0.1, 3)
+        self.observers: dict = {}               # Role -> socket seeing its ARP/ND
+        self.sel: Optional[selectors.BaseSelector] = None
+        self.next_probe = 0.0
+        self.own_ips: set = set()
         self.notify_count, self.notify_interval = notify_count, notify_interval
         self.notify_due: list = []              # monotonic times of announcement rounds
         self.announced: Optional[int] = None    # datapath slot the last rounds went to
@@ -268,6 +273,8 @@ class Daemon:
             raise
         self.slaves[role].mcast = self._sync_mcast(fd, link.index, frozenset(), self.mcast)
         self.dp.set_slave(role, fd)
+        if self.prober.enabled:
+            self._observe(role, probe.observer(link.name))
         log.info("%s enslaved as %s (index %d)", link.name, role, link.index)
 
     def _release(self, role: Role, gone: bool) -> None:
@@ -277,12 +284,26 @@ class Daemon:
         if self.dp is not None:
             self.dp.set_ready(role, False)
             self.dp.set_slave(role, -1)     # the loop closes the old socket
+        self._observe(role, None)
+        self.prober.last_heard.pop(role, None)
         entry = self.journal["slaves"].pop(str(state.index), None)
         if entry is not None:
             entry["name"] = state.name
             restore.restore_slave(self.ipr, state.index, entry, gone)
             restore.save(self.journal)
         log.info("%s released from %s (%s)", state.name, role, "deleted" if gone else "restored")
+
+    def _observe(self, role: Role, sock) -> None:
+        """Replace role's probe observer (None: just close the old one)."""
+        old = self.observers.pop(role, None)
+        if old is not None:
+            if self.sel is not None:
+                self.sel.unregister(old)
+            old.close()
+        if sock is not None:
+            self.observers[role] = sock
+            if self.sel is not None:
+                self.sel.register(sock, selectors.EVENT_READ, ("probe", role))
 
     def _release_all(self) -> None:
         for role in list(self.slaves):
@@ -406,6 +427,50 @@ class Daemon:
                 break
         log.info("announced %s on %s (%d frames)", self.ifname, Role(slot), len(frames))
 
+    def _heard(self, role: Role, sock) -> None:
+        now = time.monotonic()
+        while True:
+            try:
+                frame = sock.recv(2048)
+            except BlockingIOError:
+                return
+            self.prober.heard(role, frame, self.own_ips, now)
+
+    def _probe(self) -> None:
+        """One probe round out of the transmitting slave, then judge paths."""
+        state = notify.master_state(self.ifname)
+        self.own_ips = set(state["ip4"]) | set(state["ip6"])
+        # Out of the slave that transmits; and out of every slave whose path
+        # is down, or nothing would tell when it heals (when the active path
+        # dies, the other slave stops hearing the flooded probes too).
+        slots = {self.dp.active()} | {int(r) for r in self.slaves if r in self.group.broken}
+        frames = self.prober.frames(self.mac, state)
+        for slot in slots - {-1}:
+            for frame in frames:
+                try:
+                    os.write(self.dp.fd(slot), bytes(tap.VNET_HDR_LEN) + frame)
+                except OSError:
+                    break
+        now = time.monotonic()
+        active = self.group.active()
+        for role in sorted(self.slaves, key=lambda r: r != active):     # the active one first
+            alive = self.prober.alive(role, now)
+            if role == active and not alive:
+                # The others heard the probes the switch flooded back from
+                # this path: their silence says nothing now. Give them a
+                # fresh grace period, probing through them directly.
+                for other in self.slaves:
+                    if other != role:
+                        self.prober.last_heard[other] = now
+            if not alive and role not in self.group.broken:
+                log.warning("%s: no answer to probes for %.0f ms: path down",
+                            self.slaves[role].name, self.prober.interval * self.prober.missed * 1000)
+                self.group.path_down(role, "probe")
+            elif alive and role in self.group.broken:
+                log.info("%s: probes answered again: path up", self.slaves[role].name)
+                self.group.path_up(role)
+        self._sync()
+
     def _poll_carrier(self) -> None:
         """miimon: read the live carrier bit, as the kernel's netlink
         notification of a carrier loss can lag by up to a second (B-21)."""
@@ -475,9 +540,11 @@ class Daemon:
 
     def serve(self, ready: Optional[Callable[[], None]] = None) -> None:
         """Follow netlink and the control socket until stopped."""
-        sel = selectors.DefaultSelector()
+        sel = self.sel = selectors.DefaultSelector()
         sel.register(self.wake_r, selectors.EVENT_READ, "netlink")
         sel.register(self.ctl, selectors.EVENT_READ, "control")
+        for role, sock in self.observers.items():
+            sel.register(sock, selectors.EVENT_READ, ("probe", role))
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop.set())
         if ready:
@@ -486,10 +553,14 @@ class Daemon:
         while not self.stop.is_set():
             deadlines = [d for d in (self.group.next_deadline(),
                                      self.notify_due[0] if self.notify_due else None) if d]
+            if self.prober.enabled:
+                deadlines.append(self.next_probe)
             wait = min([TICK, self.miimon or TICK] +
                        [max(0.0, d - time.monotonic()) for d in deadlines])
             for key, _ in sel.select(wait):
-                if key.data == "netlink":
+                if isinstance(key.data, tuple):
+                    self._guarded(self._heard, key.data[1], key.fileobj)
+                elif key.data == "netlink":
                     os.read(self.wake_r, 4096)
                     while not self.inbox.empty() and not self.stop.is_set():
                         self._guarded(self._on_event, self.inbox.get())
@@ -501,6 +572,9 @@ class Daemon:
                 self._guarded(self._poll_carrier)
             if self.notify_due:
                 self._guarded(self._announce)
+            if self.prober.enabled and time.monotonic() >= self.next_probe:
+                self.next_probe = time.monotonic() + self.prober.interval
+                self._guarded(self._probe)
             deadline = self.group.next_deadline()
             if deadline is not None and time.monotonic() >= deadline:
                 self._guarded(self.group.tick)
@@ -509,6 +583,7 @@ class Daemon:
                 next_tick = time.monotonic() + TICK
                 self._guarded(self._tick)
         sel.close()
+        self.sel = None
 
     def _on_event(self, msg) -> None:
         if msg["event"] == "RTM_NEWLINK":

@@ -114,7 +114,7 @@ class Group:
     events: collections.deque = field(default_factory=lambda: collections.deque(maxlen=100))
     _ignored: set = field(default_factory=set)
     _ready_since: dict = field(default_factory=dict)  # Role -> monotonic time
-    _broken: set = field(default_factory=set)          # roles whose probes fail
+    broken: set = field(default_factory=set)          # roles whose probes fail
     _active: Optional[Role] = None
     _carrier_until: Optional[float] = None             # downdelay running out
 
@@ -193,7 +193,7 @@ class Group:
         if role is None:
             return []
         link = self.slaves.pop(role)
-        self._broken.discard(role)
+        self.broken.discard(role)
         self._reselect("deleted")
         return [Release(role, link, gone=True)]
 
@@ -212,11 +212,11 @@ class Group:
     def path_down(self, role: Role, reason: str) -> None:
         """The path through role is broken although its link looks fine
         (probes unanswered): not ready until path_up()."""
-        self._broken.add(role)
+        self.broken.add(role)
         self._reselect(reason)
 
     def path_up(self, role: Role) -> None:
-        self._broken.discard(role)
+        self.broken.discard(role)
         self._reselect("probe")
 
     def tick(self) -> None:
@@ -229,7 +229,7 @@ class Group:
         now = self.clock()
         for role in Role:
             link = self.slaves.get(role)
-            if link is not None and link.ready and role not in self._broken:
+            if link is not None and link.ready and role not in self.broken:
                 self._ready_since.setdefault(role, now)
             else:
                 self._ready_since.pop(role, None)

@@ -172,3 +172,27 @@ def test_no_guest_frame_is_lost_when_the_vf_is_deleted(lab, netfo):
     lab.unplug()
     r = up.result()
     assert (r["lost"], r["duplicates"]) == (0, 0), r["lost"]
+
+
+def test_black_holed_vf_is_abandoned_and_readopted(lab):
+    from netfo.lab import PEER_IP6
+    n = Netfo(lab, "--arp-target", PEER_IP4, "--ns-target", PEER_IP6,
+              "--probe-interval", "100", "--probe-missed", "3").start()
+    try:
+        lab.link("virtio", "up")
+        n.wait(lambda s: n.slave("standby")["carrier"], what="standby carrier")
+        time.sleep(0.5)
+        assert n.status()["active"] == "primary"         # probes are answered
+        # The VF's switch port stops forwarding; its carrier stays up.
+        lab.run("src", "bridge", "link", "set", "dev", PF, "state", "0")
+        t0 = time.monotonic()
+        st = n.wait(lambda s: s["active"] == "standby", timeout=3, what="standby after probes")
+        assert time.monotonic() - t0 < 1.5               # 3 x 100 ms, plus polling
+        assert n.slave("primary")["carrier"] is True
+        assert st["events"][-1]["reason"] == "probe"
+        assert ping(lab, "guest", PEER_IP4, count=3).received == 3
+        lab.run("src", "bridge", "link", "set", "dev", PF, "state", "3")
+        n.wait(lambda s: s["active"] == "primary", timeout=3, what="primary after the path healed")
+        assert ping(lab, "guest", PEER_IP4, count=3).received == 3
+    finally:
+        n.stop()
