@@ -418,14 +418,17 @@ class Daemon:
         if slot < 0:
             return
         frames = notify.announcements(self.mac, notify.master_state(self.ifname))
-        fd = self.dp.fd(slot)
+        self._send(slot, frames)
+        log.info("announced %s on %s (%d frames)", self.ifname, Role(slot), len(frames))
+
+    def _send(self, slot: int, frames: list) -> None:
+        """Frames of the control plane's own, straight out of a slave."""
         for frame in frames:
             try:
-                os.write(fd, bytes(tap.VNET_HDR_LEN) + frame)
+                os.write(self.dp.fd(slot), bytes(tap.VNET_HDR_LEN) + frame)
             except OSError as e:
-                log.warning("announcement on %s failed: %s", Role(slot), e)
-                break
-        log.info("announced %s on %s (%d frames)", self.ifname, Role(slot), len(frames))
+                log.warning("sending on %s failed: %s", Role(slot), e)
+                return
 
     def _heard(self, role: Role, sock) -> None:
         now = time.monotonic()
@@ -446,11 +449,7 @@ class Daemon:
         slots = {self.dp.active()} | {int(r) for r in self.slaves if r in self.group.broken}
         frames = self.prober.frames(self.mac, state)
         for slot in slots - {-1}:
-            for frame in frames:
-                try:
-                    os.write(self.dp.fd(slot), bytes(tap.VNET_HDR_LEN) + frame)
-                except OSError:
-                    break
+            self._send(slot, frames)
         now = time.monotonic()
         active = self.group.active()
         for role in sorted(self.slaves, key=lambda r: r != active):     # the active one first
@@ -495,11 +494,7 @@ class Daemon:
         if failovers != self.send_failovers:
             self.send_failovers = failovers
             now = self.dp.active()
-            self.group.events.append({
-                "time": time.time(), "reason": "send-error",
-                "from": str(self.group.active()) if self.group.active() is not None else None,
-                "to": str(Role(now)) if now >= 0 else None,
-                "slave": self.slaves[Role(now)].name if now >= 0 and Role(now) in self.slaves else None})
+            self.group.note("send-error", Role(now) if now >= 0 else None)
         self._sync()
         new = frozenset(links.mcast_list(self.master_index))
         if new != self.mcast:

@@ -243,9 +243,14 @@ class Group:
             if old is not None:                 # the first selection is no failover
                 self.failovers += 1
                 self.last_failover = time.time()
-            link = self.slaves.get(new) if new is not None else None
-            self.events.append({"time": time.time(), "from": _name(old), "to": _name(new),
-                                "slave": link.name if link else None, "reason": reason})
+            self.note(reason, new, old)
+
+    def note(self, reason: str, to: Optional[Role], frm: Optional[Role] = None) -> None:
+        """Record a switch (also one the datapath made by itself)."""
+        link = self.slaves.get(to) if to is not None else None
+        frm = self._active if frm is None and to != self._active else frm
+        self.events.append({"time": time.time(), "from": _name(frm), "to": _name(to),
+                            "slave": link.name if link else None, "reason": reason})
 
     def _choose(self, now: float) -> Optional[Role]:
         ready = [r for r in (Role.PRIMARY, Role.STANDBY) if r in self._ready_since]
