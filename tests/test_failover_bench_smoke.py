@@ -44,7 +44,7 @@ def test_failover_bench_smoke(tmp_path):
 
     doc = json.loads(out.read_text())
     assert doc["settings"]["rate"] == 2000 and doc["settings"]["cycles"] == 2
-    assert "skipped" in doc["results"]["blackhole"]          # the probing hook, not run
+    assert "skipped" in doc["results"]["blackhole"]          # not in --causes: recorded as skipped
     per = doc["results"]["deleted"]
     for variant in ("netfo", "kernel"):
         r = per[variant]
