@@ -35,7 +35,6 @@ import argparse
 import bisect
 import json
 import os
-import queue
 import re
 import shutil
 import signal
@@ -45,7 +44,9 @@ import threading
 import time
 from typing import Callable, Optional
 
+from netfo import demo
 from netfo.lab import GUEST_IP4, PEER_IP4, PF, VF_IF, Lab, LabError
+from netfo.links import NetfoError
 
 from .runner import Progress, _mmss, shielded
 
@@ -131,70 +132,40 @@ DEFAULT_CAUSES = ("deleted", "carrier", "admin")
 
 # ------------------------------------------------------------------ tools
 
-class Tool:
-    """`python -m netfo.stream ...` in a namespace, in a session of its own
-    (Ctrl-C reaches only the bench, which stops its tools in order); a
-    thread reads its JSON lines."""
+class Tool(demo.Tool):
+    """The demo's stream tool; the bench keeps only the watcher's latest
+    sample (waking whoever waits for it) and the VF's own link events."""
+    who = ""
 
     def __init__(self, name: str, ns: str, *args: str):
-        self.name = name
-        env = dict(os.environ, PYTHONPATH=REPO + (os.pathsep + os.environ["PYTHONPATH"]
-                                                  if os.environ.get("PYTHONPATH") else ""))
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-m", "netfo.stream", *args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, start_new_session=True, env=env, cwd=REPO)
-        self.lines: "queue.Queue[Optional[dict]]" = queue.Queue()
-        self.result: Optional[dict] = None
         self.sample: Optional[dict] = None          # the watcher's latest sample
         self.vf_events: list[dict] = []             # the watcher's netlink events of ens11
         self.changed = threading.Condition()
-        self.stderr = ""
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        threading.Thread(target=self._read_err, daemon=True).start()
+        super().__init__(name, ns, *args, cwd=REPO)
+
+    def on_event(self, obj: dict) -> bool:
+        ev = obj.get("event")
+        if ev == "sample":
+            with self.changed:
+                self.sample = obj
+                self.changed.notify_all()
+            return True
+        if ev == "link":
+            if obj.get("name") == VF_IF and not obj.get("initial"):
+                self.vf_events.append(obj)
+            return True
+        return ev == "neigh"
 
     def _read(self) -> None:
-        for line in self.proc.stdout:
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            ev = obj.get("event")
-            if ev == "sample":
-                with self.changed:
-                    self.sample = obj
-                    self.changed.notify_all()
-                continue
-            if ev == "link":
-                if obj.get("name") == VF_IF and not obj.get("initial"):
-                    self.vf_events.append(obj)
-                continue
-            if ev == "neigh":
-                continue
-            if ev == "result":
-                self.result = obj
-            self.lines.put(obj)
-        self.lines.put(None)
+        super()._read()
         with self.changed:
             self.changed.notify_all()
 
-    def _read_err(self) -> None:
-        self.stderr = self.proc.stderr.read()
-
     def ready(self, timeout: float = 15) -> dict:
         try:
-            obj = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            raise BenchError(f"{self.name} did not start within {timeout:.0f} s") from None
-        if obj is None or obj.get("event") != "ready":
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                pass
-            raise BenchError(f"{self.name} failed to start: "
-                             f"{(self.stderr.strip().splitlines() or ['no output'])[-1]}")
-        return obj
+            return super().ready(timeout)
+        except NetfoError as e:
+            raise BenchError(str(e)) from None
 
     def alive(self) -> bool:
         return self.proc.poll() is None

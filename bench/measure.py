@@ -126,3 +126,17 @@ def wait_reachable(lab: Lab, timeout: float = 15) -> None:
             return
         time.sleep(0.1)
     raise BenchError(f"the guest cannot reach the peer ({PEER_IP4}) within {timeout:g} s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Terminate, then kill after 5 s; close its pipes."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for f in (proc.stdout, proc.stderr):
+        if f:
+            f.close()

@@ -18,6 +18,8 @@ import time
 
 from netfo.lab import MAC, VF_IF, Lab
 
+from .measure import stop
+
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 DAEMONS = ("ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovsdb-tool")
 
@@ -100,13 +102,7 @@ class OVS:
 
     def __exit__(self, *exc: object) -> None:
         for proc in reversed(self.procs):      # vswitchd first, then the database
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop(proc)
         self.procs.clear()
         if self.dir:
             shutil.rmtree(self.dir, ignore_errors=True)

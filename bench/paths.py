@@ -18,7 +18,7 @@ from typing import Callable, ContextManager, Iterator
 from netfo.lab import GUEST_IP4, MAC, VF_IF, VIRTIO_IF, Lab
 
 from . import ovs
-from .measure import REPO, BenchError
+from .measure import REPO, BenchError, stop as _stop
 
 MASTER, STANDBY = VIRTIO_IF, VIRTIO_IF + "nsby"     # netfo's names
 Path = Callable[[Lab], ContextManager["int | None"]]
@@ -65,19 +65,6 @@ def _start(lab: Lab, *argv: str) -> subprocess.Popen:
         _stop(proc)
         raise BenchError(f"{' '.join(argv)} did not start: {proc.stderr.read().strip()[-300:]}")
     return proc
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    for f in (proc.stdout, proc.stderr):
-        if f:
-            f.close()
 
 
 @contextlib.contextmanager

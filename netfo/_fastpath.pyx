@@ -442,6 +442,7 @@ cdef class Datapath:
         """Read a batch from the master and send it via the active slave."""
         cdef int n = 0, sent = 0, s, k, err, i
         cdef ssize_t r
+        cdef uint64_t nbytes
         while n < BATCH:
             r = read(self.tap_fd, self.txiov[n].iov_base, BUFSZ)
             if r < 0:
@@ -460,12 +461,13 @@ cdef class Datapath:
                 return
             k = sendmmsg(self.fds[s], &self.txmsg[sent], n - sent, 0)
             if k > 0:
+                nbytes = 0
                 for i in range(sent, sent + k):
-                    self.slots[s].tx_bytes += self.txiov[i].iov_len - VNET
+                    nbytes += self.txiov[i].iov_len - VNET
                 self.slots[s].tx_packets += k
+                self.slots[s].tx_bytes += nbytes
                 self.m.tx_packets += k
-                for i in range(sent, sent + k):
-                    self.m.tx_bytes += self.txiov[i].iov_len - VNET
+                self.m.tx_bytes += nbytes
                 sent += k
                 continue
             err = errno

@@ -105,8 +105,12 @@ class Tool:
     """One `python -m netfo.stream ...` inside a namespace; its JSON lines are
     read by a thread (the watcher's keep coming while the demo runs)."""
 
-    def __init__(self, name: str, ns: str, *args: str):
+    who = "demo: "              # how errors name the caller
+
+    def __init__(self, name: str, ns: str, *args: str, cwd: Optional[str] = None):
         self.name = name
+        self.samples: list[dict] = []
+        self.events: list[dict] = []
         env = dict(os.environ)
         env["PYTHONPATH"] = PKG_PARENT + (os.pathsep + env["PYTHONPATH"]
                                           if env.get("PYTHONPATH") else "")
@@ -115,12 +119,10 @@ class Tool:
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, sys.executable, "-m", "netfo.stream", *args],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, start_new_session=True, env=env)
+            text=True, start_new_session=True, env=env, cwd=cwd)
         self.lines: "queue.Queue[Optional[dict]]" = queue.Queue()
         self.stderr = ""
         self.result: Optional[dict] = None
-        self.samples: list[dict] = []
-        self.events: list[dict] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         threading.Thread(target=self._read_err, daemon=True).start()
@@ -131,16 +133,23 @@ class Tool:
                 obj = json.loads(line)
             except ValueError:
                 continue
-            if obj.get("event") == "sample":
-                self.samples.append(obj)
-                continue
-            if obj.get("event") in ("link", "neigh"):
-                self.events.append(obj)
+            if self.on_event(obj):
                 continue
             if obj.get("event") == "result":
                 self.result = obj
             self.lines.put(obj)
         self.lines.put(None)
+
+    def on_event(self, obj: dict) -> bool:
+        """A watcher's sample or netlink event: keep it (True), or let it
+        through as an ordinary line (False)."""
+        if obj.get("event") == "sample":
+            self.samples.append(obj)
+            return True
+        if obj.get("event") in ("link", "neigh"):
+            self.events.append(obj)
+            return True
+        return False
 
     def _read_err(self) -> None:
         self.stderr = self.proc.stderr.read()
@@ -149,14 +158,14 @@ class Tool:
         try:
             obj = self.lines.get(timeout=timeout)
         except queue.Empty:
-            raise NetfoError(f"demo: {self.name} did not start within {timeout:.0f} s") from None
+            raise NetfoError(f"{self.who}{self.name} did not start within {timeout:.0f} s") from None
         if obj is None or obj.get("event") != "ready" or obj.get("error"):
             try:
                 self.proc.wait(5)           # for its stderr
             except subprocess.TimeoutExpired:
                 pass
             why = (obj or {}).get("error") or (self.stderr.strip().splitlines() or ["no output"])[-1]
-            raise NetfoError(f"demo: {self.name} failed to start: {why}")
+            raise NetfoError(f"{self.who}{self.name} failed to start: {why}")
         return obj
 
     def stop(self, timeout: float = 5) -> Optional[dict]:
@@ -747,7 +756,7 @@ def format_report(rep: dict) -> str:
                    f"{d['max_gap_at_s']:.3f} s; slowest frame {d['max_latency_ms']:.1f} ms"
                    + "".join(f"; {x}" for x in extra))
     t = rep["tcp"]
-    out.append(f"  TCP: " + ("one connection from before step 1 to after step 7" if t["survived"]
+    out.append("  TCP: " + ("one connection from before step 1 to after step 7" if t["survived"]
                              else "FAILED" + (f" ({t['error']})" if t["error"] else ""))
                + f"; {t['round_trips']:,} round trips ({t['round_trips_after_last_step']:,} after "
                f"the last step), longest wait {t['longest_wait_ms']:.0f} ms")

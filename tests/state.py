@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
+import sys
 
 LINK_KEYS = ("ifname", "mtu", "address", "qdisc", "txqlen", "min_mtu", "max_mtu",
              "promiscuity", "allmulti", "group", "link_netnsid")
@@ -26,7 +26,6 @@ def snapshot(lab, ns: str = "guest") -> dict:
         for r in ipj(fam, "route", "show", "table", "all"):
             r.pop("expires", None)
             routes.add(json.dumps(r, sort_keys=True))
-    sysctls = {}
     names = [l["ifname"] for l in links.values()]
     script = ("import os,sys,json;out={}\n"
               "for n in sys.argv[1:]:\n"
@@ -36,7 +35,6 @@ def snapshot(lab, ns: str = "guest") -> dict:
               "   try: out[f'{v}.{n}.{k}']=open(f'{d}/{k}').read().strip()\n"
               "   except OSError: pass\n"
               "print(json.dumps(out))")
-    import sys
     sysctls = json.loads(lab.run(ns, sys.executable, "-c", script, *names).stdout)
     # stable_secret is unreadable and some values are kernel counters
     sysctls = {k: v for k, v in sysctls.items() if not k.endswith(".stable_secret")}

@@ -1,6 +1,5 @@
 """`netfo up` / `down` as a user sees them: restore exactly, fail cleanly."""
 import sys
-import time
 
 from netfo.lab import PEER_IP4, PF
 
