@@ -49,6 +49,7 @@ from netfo.lab import GUEST_IP4, PEER_IP4, PF, VF_IF, Lab, LabError
 from netfo.links import NetfoError
 
 from .runner import Progress, _mmss, shielded
+from .slavecap import SlaveCapture, first_after
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IFNAME = "ens10"
@@ -291,6 +292,8 @@ class Segment:
         self.cpu_end: list[int] = []
         self.foreign: set = set()        # others' namespaces seen while this block ran
         self.vf_events: list[dict] = []
+        self.frames: list = []           # (t, ifindex) of the guest's stream frames on the slaves
+        self.standby_index = 0
         self.tools: list[Tool] = []
         self.actions: list[dict] = []
         self.errors: list[str] = []
@@ -337,8 +340,13 @@ class Segment:
                                                   if a.blocks > 1 else ""), self.plan.setup)
         self._reset_lab()
         netfo = Netfo(lab, [*VARIANTS[self.variant], *cause.netfo_args, *a.netfo_arg], self.logfile)
+        cap = None
         try:
             netfo.start()
+            index = {l["ifname"]: l["ifindex"] for l in lab._links("guest")}
+            self.standby_index = index[IFNAME + "nsby"]
+            cap = SlaveCapture(lab.guest, self.logfile[:-4] + ".pcap", PORTS["guest_to_peer"],
+                               index[IFNAME])
             watch = self._tool("the status watcher", "guest", "watch", IFNAME,
                                "--interval", str(a.poll / 1000))
             watch.ready()
@@ -416,6 +424,7 @@ class Segment:
                 results[d] = (tx[d].result, rx[d].result)
             watch.stop()
             self.vf_events = list(watch.vf_events)
+            self.frames = cap.stop()
             self.foreign |= self.plan.look()
         finally:
             for t in self.tools:
@@ -424,6 +433,8 @@ class Segment:
                 except Exception:
                     t.kill()
             self.tools = []
+            if cap is not None:
+                cap.stop()
             netfo.stop()
         return analyse_segment(self, results, end)
 
@@ -545,11 +556,15 @@ def analyse_segment(seg: Segment, results: dict, end: float) -> dict:
         sw = [(t, to, why) for t, to, why in switches if x["t"] - guard <= t < nxt - guard]
         first = sw[0] if sw else None
         ev = next((e for e in seg.vf_events if x["t"] <= e["t"] < nxt and want[x["phase"]](e)), None)
+        # the switch: from that event to the first guest frame that left by the new slave
+        new = seg.standby_index if x["phase"] == "away" else ev and ev["index"]
+        moved = ev and first_after(seg.frames, ev["t"], new, nxt)
         cycles.append({
             "cycle": x["cycle"], "phase": x["phase"], "t_s": round(x["t"] - bounds[0] - guard, 4),
             "action_ms": x["took_ms"], "seen_by_status_ms": x["seen_ms"],
             "switch_logged_ms": round((first[0] - x["t"]) * 1000, 1) if first else None,
             "vf_event_heard_ms": round((ev["t"] - x["t"]) * 1000, 1) if ev else None,
+            "switch_ms": round((moved - ev["t"]) * 1000, 3) if moved else None,
             "switches": [f"{why} -> {to}" for _, to, why in sw],
             "lost": {d: per_dir[d]["lost"][k] for d in DIRECTIONS},
             # due times of the first and last lost frame, ms after the action
@@ -582,6 +597,8 @@ def summarize(cycles: list[dict]) -> dict:
         summary[ph]["switch_logged_ms"] = dist(sw, 1)
         summary[ph]["vf_event_heard_ms"] = dist([c["vf_event_heard_ms"] for c in rows
                                                  if c["vf_event_heard_ms"] is not None], 1)
+        summary[ph]["switch_ms"] = dist([c["switch_ms"] for c in rows
+                                         if c["switch_ms"] is not None], 3)
         for d in DIRECTIONS:
             # how long after the kernel's event the last frame was lost
             summary[ph][d]["last_loss_after_event_ms"] = dist(
@@ -701,10 +718,10 @@ def table(doc: dict) -> str:
                      ", ".join(tot))
         lines.append("")
     # noise floor and netfo's own switch times
-    lines.append("After the action, ms (p50/p99/max): the kernel's netlink event for ens11 as a "
-                 "listener heard it / the switch in netfo's log (for a deleted VF logged after "
-                 "the slave's settings are restored, later than the datapath's switch); noise "
-                 "floor: longest gap in the settled part of each window:")
+    lines.append("ms, p50/p99/max: event = the kernel's netlink event for ens11, after the "
+                 "action, as a listener in the guest heard it; switch = from that event to the "
+                 "first guest frame that left by the new slave (tcpdump); noise floor: longest "
+                 "gap in the settled part of each window:")
     for cause, per in res.items():
         if "skipped" in per:
             continue
@@ -715,7 +732,7 @@ def table(doc: dict) -> str:
                     lines.append(f"  {cause:<8} {v:<7} FAILED: {r['failed']}")
                 continue
             sw = "  ".join(f"{ph} {_trip(r['summary'][ph]['vf_event_heard_ms'], 1)} / "
-                           f"{_trip(r['summary'][ph]['switch_logged_ms'], 1)}" for ph in PHASES)
+                           f"{_trip(r['summary'][ph]['switch_ms'], 2)}" for ph in PHASES)
             nf = "  ".join(f"{DIR_SHORT[d]} "
                            f"{_trip(_merge_quiet(r, d), 1)}" for d in DIRECTIONS)
             reasons = ", ".join(f"{k} x{n}" for k, n in sorted(r["switch_reasons"].items()))

@@ -9,9 +9,14 @@ and one write and is passed through unchanged.
 The control plane talks to the loop in two ways:
   * set_ready(slot, flag): a plain store the loop reads per batch - the
     "one cheap call" that moves transmit between slaves;
-  * set_slave(slot, fd): swaps a slave socket; the old one is closed only
-    once every running loop has acknowledged it from between two batches,
-    never while one may still be using it.
+  * set_slave(slot, fd, ifindex): swaps a slave socket; the old one is
+    closed only once every running loop has acknowledged it from between two
+    batches, never while one may still be using it.
+
+The loop also reads link events itself (watch_links): a slave that the
+kernel reports deleted, down or without carrier is held down at once, in the
+loop's own thread, before the control plane has even been scheduled; the
+control plane release()s it once it has decided on the slave's fresh state.
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
@@ -47,6 +52,7 @@ cdef extern from "<sys/socket.h>" nogil:
         size_t cmsg_len
         int cmsg_level
         int cmsg_type
+    ssize_t recv(int fd, void *buf, size_t len, int flags)
     int recvmmsg(int fd, mmsghdr *vec, unsigned int vlen, int flags, void *timeout)
     int sendmmsg(int fd, mmsghdr *vec, unsigned int vlen, int flags)
     cmsghdr *CMSG_FIRSTHDR(msghdr *m)
@@ -64,6 +70,30 @@ cdef extern from "<sys/epoll.h>" nogil:
     int epoll_ctl(int epfd, int op, int fd, epoll_event *ev)
     int epoll_wait(int epfd, epoll_event *evs, int maxevents, int timeout)
     int EPOLLIN, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CLOEXEC
+
+cdef extern from "<sys/ioctl.h>" nogil:
+    int ioctl(int fd, unsigned long req, ...)
+
+cdef extern from "<net/if.h>" nogil:
+    struct ifreq:
+        char ifr_name[16]
+        int ifr_ifindex
+        short ifr_flags
+    int IFF_UP, IFF_RUNNING
+
+cdef extern from "<linux/sockios.h>" nogil:
+    int SIOCGIFNAME, SIOCGIFFLAGS
+
+cdef extern from "<linux/netlink.h>" nogil:
+    struct nlmsghdr:
+        uint32_t nlmsg_len
+        uint16_t nlmsg_type
+
+cdef extern from "<linux/rtnetlink.h>" nogil:
+    struct ifinfomsg:
+        int ifi_index
+        unsigned int ifi_flags
+    int RTM_NEWLINK, RTM_DELLINK
 
 cdef extern from "<sys/eventfd.h>" nogil:
     int eventfd(unsigned int initval, int flags)
@@ -86,15 +116,17 @@ cdef extern from "<linux/if_packet.h>" nogil:
         uint16_t tp_net
         uint16_t tp_vlan_tci
         uint16_t tp_vlan_tpid
-    int PACKET_AUXDATA, PACKET_OUTGOING, PACKET_OTHERHOST
+    int PACKET_AUXDATA, PACKET_OUTGOING, PACKET_OTHERHOST, PACKET_HOST
     int TP_STATUS_VLAN_VALID, TP_STATUS_VLAN_TPID_VALID
 
 cdef extern from *:
     """
+    #define NETFO_NLMSG_HDRLEN NLMSG_HDRLEN
     #define NETFO_SOL_PACKET 263
     #define netfo_barrier() __sync_synchronize()
     """
     int NETFO_SOL_PACKET
+    int NLMSG_HDRLEN "NETFO_NLMSG_HDRLEN"
     void netfo_barrier() nogil
 
 cdef extern from "<time.h>" nogil:
@@ -124,9 +156,18 @@ cdef enum:
     TAG_SLOT0 = 1        # TAG_SLOT0 + slot
     TAG_CMD_TX = 3
     TAG_CMD_RX = 4
+    TAG_NETLINK = 5
+    NLBUFSZ = 16384
     C_RX_ACTIVE = 0
     C_RX_KERNEL = 1
     C_RX_ALL = 2
+    # After a switch, the switch in front of the slaves keeps sending the
+    # guest's unicast to the old slave's port until the announcement (or the
+    # guest's next frame) reaches it: for this long, the active policy still
+    # takes unicast from the slave that transmitted before. Broadcast and
+    # multicast arrive on both slaves and stay one-slave-only: nothing is
+    # delivered twice.
+    RX_GRACE_NS = 100000000
 
 # Slots: the roles a slave can hold.
 PRIMARY = 0
@@ -162,6 +203,7 @@ cdef struct master_stats:
     uint64_t drop_tx_nobufs      # slave queue full
     uint64_t drop_tx_error       # slave refused the frame (e.g. too big)
     uint64_t send_failovers      # active slave failed mid-send; loop switched
+    uint64_t link_holds          # a slave held down on a link event, by the loop
 
 
 cdef class Datapath:
@@ -176,10 +218,16 @@ cdef class Datapath:
     cdef volatile int fds[2]
     cdef int rx_watched[2]            # slave fds in ep_rx (the RX loop's view)
     cdef volatile int ready[2]
+    cdef volatile int held[2]         # held down by the loop until release()
+    cdef int ifindex[2]
+    cdef int nl_fd                    # link events (RTMGRP_LINK), read by the TX loop
     cdef volatile int preferred       # slot chosen by the control plane
     cdef int resend                   # on a failed send, fall over and resend
     cdef volatile int stopping
     cdef int rx_policy
+    cdef volatile int last_act         # slot that transmitted as of the last change
+    cdef volatile int prev_act         # the one before it, whose unicast is still taken
+    cdef volatile uint64_t prev_until  # ... until then (monotonic ns)
     cdef uint64_t busy_poll_ns
     cdef int promisc
     cdef int running                  # loops running now
@@ -207,6 +255,11 @@ cdef class Datapath:
         self.fds[0] = self.fds[1] = -1
         self.rx_watched[0] = self.rx_watched[1] = -1
         self.ready[0] = self.ready[1] = 0
+        self.held[0] = self.held[1] = 0
+        self.ifindex[0] = self.ifindex[1] = 0
+        self.nl_fd = -1
+        self.last_act = self.prev_act = -1
+        self.prev_until = 0
         self.resend = 1
         self.ep_tx = self.ep_rx = self.cmd_tx = self.cmd_rx = self.ack_fd = -1
         self.txbuf = <char *>malloc(BATCH * BUFSZ)
@@ -246,6 +299,8 @@ cdef class Datapath:
                 close(self.fds[i])
         if self.ep_rx != self.ep_tx and self.ep_rx >= 0:
             close(self.ep_rx)
+        if self.nl_fd >= 0:
+            close(self.nl_fd)
         for i in (self.ep_tx, self.cmd_tx, self.cmd_rx, self.ack_fd):
             if i >= 0:
                 close(i)
@@ -276,8 +331,23 @@ cdef class Datapath:
         self.promisc = on
 
     def set_ready(self, int slot, bint ready):
-        """Tell the loops whether a slave may transmit (admin up and carrier)."""
-        self.ready[slot & 1] = ready
+        """Tell the loops whether a slave may transmit (admin up and carrier).
+        While the loop holds the slave down, it stays not ready."""
+        self.ready[slot & 1] = ready and not self.held[slot & 1]
+        self._note_active()
+
+    def release(self, int slot):
+        """End the loop's hold on slot: call before reading the slave's state
+        afresh, then set_ready() from what was read."""
+        self.held[slot & 1] = 0
+
+    def watch_links(self, int fd):
+        """Read link events from fd (a netlink socket bound to RTMGRP_LINK,
+        non-blocking; the datapath owns it from now on)."""
+        if self.nl_fd >= 0:
+            raise RuntimeError("already watching links")
+        self.nl_fd = fd
+        self._watch(self.ep_tx, fd, TAG_NETLINK)
 
     def set_resend(self, bint on):
         """On a send that fails because the slave is gone or down, switch and
@@ -292,9 +362,11 @@ cdef class Datapath:
         to the other slave at once.
         """
         self.preferred = slot & 1
+        self._note_active()
 
-    def set_slave(self, int slot, int fd):
-        """Give the loops slave socket fd for slot (-1: no slave).
+    def set_slave(self, int slot, int fd, int ifindex=0):
+        """Give the loops slave socket fd for slot (-1: no slave), bound to
+        link ifindex (whose events the loop watches).
 
         The datapath owns fd from now on.  The previous socket is closed only
         after every running loop has passed a point between batches (a
@@ -306,7 +378,13 @@ cdef class Datapath:
             raise ValueError("slot must be PRIMARY or STANDBY")
         old = self.fds[slot]
         memset(&self.slots[slot], 0, sizeof(slot_stats))
+        if slot == self.prev_act:
+            self.prev_until = 0         # a new socket's frames are no old slave's
+        self.ready[slot] = 0
+        self.held[slot] = 0
+        self.ifindex[slot] = ifindex if fd >= 0 else 0
         self.fds[slot] = fd
+        self._note_active()
         netfo_barrier()
         self.cmd_gen += 1
         gen = self.cmd_gen
@@ -389,6 +467,17 @@ cdef class Datapath:
             return q
         return -1
 
+    cdef void _note_active(self) noexcept nogil:
+        """Called wherever the transmitting slot may change: remember the old one."""
+        cdef int a = self._active()
+        if a != self.last_act:
+            self.prev_act = self.last_act
+            self.prev_until = monotonic_ns() + RX_GRACE_NS
+            self.last_act = a
+
+    cdef inline bint _grace(self, int s) noexcept nogil:
+        return s == self.prev_act and monotonic_ns() < self.prev_until
+
     cdef void _sync_rx_watch(self) noexcept nogil:
         """Make ep_rx watch exactly the current slave fds."""
         cdef int slot, fd
@@ -435,8 +524,56 @@ cdef class Datapath:
                 elif tag == TAG_CMD_RX:
                     self._sync_rx_watch()
                     self._ack(1, self.cmd_rx)
+                elif tag == TAG_NETLINK:
+                    self._pump_links()
                 else:
                     self._pump_slave(tag - TAG_SLOT0)
+
+    cdef void _pump_links(self) noexcept nogil:
+        """Hold down a ready slave the kernel reports deleted, down or
+        without carrier. A "down" message may be older than the link's
+        present state (queued before netfo brought the link up), so the
+        link's flags are read again: IFF_RUNNING is its operstate, which the
+        kernel updates before it sends the message (linkwatch)."""
+        cdef char buf[NLBUFSZ]
+        cdef ssize_t n
+        cdef size_t pos
+        cdef nlmsghdr *h
+        cdef ifinfomsg *ifi
+        cdef int s
+        while True:
+            n = recv(self.nl_fd, buf, NLBUFSZ, MSG_DONTWAIT)
+            if n <= 0:
+                return
+            pos = 0
+            while pos + sizeof(nlmsghdr) <= <size_t>n:
+                h = <nlmsghdr *>(buf + pos)
+                if h.nlmsg_len < sizeof(nlmsghdr) or pos + h.nlmsg_len > <size_t>n:
+                    break
+                if (h.nlmsg_type == RTM_NEWLINK or h.nlmsg_type == RTM_DELLINK) and \
+                        h.nlmsg_len >= NLMSG_HDRLEN + sizeof(ifinfomsg):
+                    ifi = <ifinfomsg *>(buf + pos + NLMSG_HDRLEN)
+                    for s in range(2):
+                        if ifi.ifi_index == self.ifindex[s] and self.ready[s] and (
+                                h.nlmsg_type == RTM_DELLINK or
+                                not (ifi.ifi_flags & IFF_UP and ifi.ifi_flags & IFF_RUNNING)) \
+                                and not self._link_ok(s):
+                            self.held[s] = 1
+                            self.ready[s] = 0
+                            self._note_active()
+                            self.m.link_holds += 1
+                pos += (h.nlmsg_len + 3) & ~3
+
+    cdef int _link_ok(self, int s) noexcept nogil:
+        """Slot s's link, as it is now: up and running (0 if gone)."""
+        cdef ifreq ifr
+        if self.fds[s] < 0:
+            return 0
+        memset(&ifr, 0, sizeof(ifr))
+        ifr.ifr_ifindex = self.ifindex[s]
+        if ioctl(self.fds[s], SIOCGIFNAME, &ifr) < 0 or ioctl(self.fds[s], SIOCGIFFLAGS, &ifr) < 0:
+            return 0
+        return (ifr.ifr_flags & IFF_UP) != 0 and (ifr.ifr_flags & IFF_RUNNING) != 0
 
     cdef void _pump_tap(self) noexcept nogil:
         """Read a batch from the master and send it via the active slave."""
@@ -475,6 +612,7 @@ cdef class Datapath:
                 # The slave vanished or went down before netlink told us:
                 # switch now and resend the same frames on the other one.
                 self.ready[s] = 0
+                self._note_active()
                 self.m.send_failovers += 1
                 continue
             if err == EAGAIN or err == ENOBUFS:
@@ -488,7 +626,7 @@ cdef class Datapath:
     cdef void _pump_slave(self, int s) noexcept nogil:
         """Receive a batch on slave s and deliver it to the master."""
         cdef int fd = self.fds[s]
-        cdef int k, i, act, deliver
+        cdef int k, i, act, deliver, grace = 0
         cdef unsigned int length
         cdef char *frame
         cdef cmsghdr *c
@@ -516,6 +654,7 @@ cdef class Datapath:
         else:
             act = self._active()
             deliver = act == s or act < 0
+            grace = not deliver and self._grace(s)
         for i in range(k):
             length = self.rxmsg[i].msg_len
             self.slots[s].rx_packets += 1
@@ -525,7 +664,7 @@ cdef class Datapath:
             if (self.rxmsg[i].msg_hdr.msg_flags & MSG_TRUNC) or length > BUFSZ:
                 self._rx_drop(s, &self.m.drop_truncated)
                 continue
-            if not deliver:
+            if not deliver and not (grace and self.rxaddr[i].sll_pkttype == PACKET_HOST):
                 self._rx_drop(s, &self.m.drop_rx_policy)
                 continue
             if self.rxaddr[i].sll_pkttype == PACKET_OTHERHOST and not self.promisc:

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from pyroute2 import IPRoute
-from pyroute2.netlink.rtnl import RTMGRP_LINK
 
 from . import _fastpath, control, links, notify, packet, probe, restore, tap
 from .group import Enslave, Group, Ignore, Link, Policy, Release, Role
@@ -212,6 +211,7 @@ class Daemon:
         self.dp = _fastpath.Datapath(self.tap_fd, RX_POLICIES[self.rx_policy], self.threads)
         self.dp.set_busy_poll(self.busy_poll)
         self.dp.set_resend(self.resend)
+        self.dp.watch_links(links.link_socket(blocking=False).detach())
         self.group = group
         self._step("slaves", self._release_all)
         self._resync()
@@ -272,7 +272,12 @@ class Daemon:
             self._release(role, gone=False)
             raise
         self.slaves[role].mcast = self._sync_mcast(fd, link.index, frozenset(), self.mcast)
-        self.dp.set_slave(role, fd)
+        self.dp.set_slave(role, fd, link.index)
+        # As it is now that it is up: its 'up' event may be queued behind
+        # the event being handled, and must not find it counted as down.
+        fresh = links.get(self.ipr, index=link.index)
+        if fresh is not None:
+            self.group.link_changed(fresh)
         if self.prober.enabled:
             self._observe(role, probe.observer(link.name))
         log.info("%s enslaved as %s (index %d)", link.name, role, link.index)
@@ -344,12 +349,24 @@ class Daemon:
             self.carrier = carrier
             log.info("%s: carrier %s", self.ifname, "on" if carrier else "off")
 
-    def _on_link(self, msg) -> None:
-        # Events can be stale (those of our own setup are still queued):
-        # act on the link as it is now, which makes replays harmless.
-        link = links.get(self.ipr, index=msg["index"])
+    def _on_links(self, indexes: list) -> None:
+        """Links some events were about, each read once as it is now: events
+        can be stale (those of our own setup are still queued) and come in
+        bursts (a carrier change is several messages), so what counts is
+        the state now, once per burst."""
+        for index in dict.fromkeys(indexes):
+            if self.stop.is_set():
+                return
+            self._guarded(self._on_link, index)
+        self._guarded(self._sync)
+
+    def _on_link(self, index: int) -> None:
+        role = self.group.role_of(index)
+        if role is not None and role in self.slaves:
+            self.dp.release(role)       # the loop's hold, if any, ends with this read
+        link = links.get(self.ipr, index=index)
         if link is None:
-            return                      # RTM_DELLINK follows
+            return self._on_gone(index)
         if link.index == self.master_index:
             return self._on_master(link)
         role = self.group.role_of(link.index)
@@ -358,17 +375,6 @@ class Daemon:
             self.journal["slaves"][str(link.index)]["name"] = link.name
             restore.save(self.journal)
         self._apply(self.group.link_changed(link))
-        self._refresh_slaves()
-        self._sync()
-
-    def _refresh_slaves(self) -> None:
-        """Decide on every slave's state as it is now, not as an event said:
-        a VF netfo has just brought up must not count as down because its
-        'up' event is still queued behind the event being handled."""
-        for role in list(self.group.slaves):
-            link = links.get(self.ipr, index=self.group.slaves[role].index)
-            if link is not None:
-                self.group.link_changed(link)
 
     def _on_master(self, link: Link) -> None:
         if link.mac != self.mac:
@@ -395,16 +401,13 @@ class Daemon:
         log.info("%s: MTU %d -> %d", self.ifname, self.mtu, new)
         self.mtu = new
 
-    def _on_del(self, msg) -> None:
-        index = msg["index"]
+    def _on_gone(self, index: int) -> None:
         if index == self.master_index:
             log.error("%s was deleted behind netfo's back: stopping", self.ifname)
             self.master_index = 0
             self.stop.set()
             return
         self._apply(self.group.link_removed(index))
-        self._refresh_slaves()
-        self._sync()
 
     def _announce(self) -> None:
         """Tell the network where the master is now (B-23: the kernel does
@@ -475,16 +478,12 @@ class Daemon:
         notification of a carrier loss can lag by up to a second (B-21)."""
         for role, state in list(self.slaves.items()):
             link = self.group.slaves.get(role)
-            try:
-                with open(f"/sys/class/net/{state.name}/carrier") as f:
-                    carrier = f.read().strip() == "1"
-            except OSError:             # EINVAL while admin down, or gone
-                carrier = False
-            if link is not None and carrier != link.carrier:
-                fresh = links.get(self.ipr, index=state.index)
-                if fresh is not None:
-                    self.group.link_changed(fresh)
-                    self._sync()
+            if link is None or links.live_ready(state.index) in (None, link.ready):
+                continue
+            fresh = links.get(self.ipr, index=state.index)
+            if fresh is not None:
+                self.group.link_changed(fresh)
+                self._sync()
 
     def _tick(self) -> None:
         """What netlink does not announce: the master's multicast list,
@@ -513,25 +512,29 @@ class Daemon:
     def _watch(self) -> None:
         """Start following link events before any state is read (B-4 note).
 
-        pyroute2 sockets are per thread and buffer what they read, so a
-        selector on their fd can miss queued events: a thread of its own
-        blocks in get() and wakes the main loop through a pipe.
+        A thread of its own blocks on the netlink socket and queues each
+        event for the main loop, which it wakes through a pipe. (The
+        datapath reads link events too, and holds a failed slave down at
+        once: see _fastpath.watch_links.)
         """
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.wake_r, wake_w = os.pipe()
-        bound = threading.Event()
+        sock = links.link_socket()
 
         def reader() -> None:
-            with IPRoute() as ev:
-                ev.bind(RTMGRP_LINK)
-                bound.set()
+            with sock:
                 while not self.stop.is_set():
-                    for msg in ev.get():
-                        self.inbox.put(msg)
+                    try:
+                        data = sock.recv(1 << 16)
+                    except OSError:             # ENOBUFS: the kernel dropped events
+                        self.inbox.put(None)
+                        os.write(wake_w, b"!")
+                        continue
+                    for index in links.link_events(data):
+                        self.inbox.put(index)
                     os.write(wake_w, b"!")
 
         threading.Thread(target=reader, name="netfo-netlink", daemon=True).start()
-        bound.wait(5)
 
     def serve(self, ready: Optional[Callable[[], None]] = None) -> None:
         """Follow netlink and the control socket until stopped."""
@@ -557,8 +560,16 @@ class Daemon:
                     self._guarded(self._heard, key.data[1], key.fileobj)
                 elif key.data == "netlink":
                     os.read(self.wake_r, 4096)
-                    while not self.inbox.empty() and not self.stop.is_set():
-                        self._guarded(self._on_event, self.inbox.get())
+                    indexes = []
+                    while not self.inbox.empty():
+                        indexes.append(self.inbox.get())
+                    if None in indexes:
+                        log.warning("netlink events were lost (socket overrun): "
+                                    "re-reading every link")
+                        for role in self.slaves:
+                            self.dp.release(role)
+                        self._guarded(self._resync)
+                    self._on_links([i for i in indexes if i is not None])
                 else:
                     self._serve_client()
             if self.stop.is_set() or not self.master_index:
@@ -579,12 +590,6 @@ class Daemon:
                 self._guarded(self._tick)
         sel.close()
         self.sel = None
-
-    def _on_event(self, msg) -> None:
-        if msg["event"] == "RTM_NEWLINK":
-            self._on_link(msg)
-        elif msg["event"] == "RTM_DELLINK":
-            self._on_del(msg)
 
     @staticmethod
     def _guarded(fn, *args) -> None:

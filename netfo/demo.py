@@ -146,7 +146,7 @@ class Tool:
         if obj.get("event") == "sample":
             self.samples.append(obj)
             return True
-        if obj.get("event") in ("link", "neigh"):
+        if obj.get("event") in ("link", "neigh", "overrun"):
             self.events.append(obj)
             return True
         return False

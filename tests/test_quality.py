@@ -163,6 +163,35 @@ def test_announcement_moves_inbound_traffic_at_once(lab):
     assert without["lost"] > 1000, without["lost"]
 
 
+def test_unicast_still_sent_to_the_old_slave_is_taken_for_100_ms(lab):
+    """After a switch the bridge keeps sending the guest's unicast to the old
+    slave's port until it learns the move. The active policy takes those
+    frames for 100 ms (unicast reaches one port only: no duplicates), then
+    drops them until the guest's next frame teaches the bridge. Announcements
+    off and router solicitations too, so that nothing teaches it at once."""
+    n = Netfo(lab, "--notify-count", "0").start()
+    try:
+        lab.run("guest", "sysctl", "-qw", "net.ipv6.conf.ens10.router_solicitations=0")
+        lab.link("virtio", "up")
+        n.wait(lambda s: n.slave("standby")["carrier"], what="standby carrier")
+        ping(lab, "guest", PEER_IP4, count=2)          # the bridge learns the VF port
+        down = Stream(lab, "peer", "guest", GUEST_IP4, 5045, 2000, 3.0)
+        time.sleep(1.0)
+        n.cli("set", "ens10", "active", "standby")
+        r = down.result()
+        event = n.status()["events"][-1]
+    finally:
+        n.stop()
+    assert event["reason"] == "manual" and event["to"] == "standby"
+    switched = event["time"] - (time.time() - time.monotonic())
+    assert r["duplicates"] == 0
+    assert r["lost"] >= 1000, r["lost"]
+    # the last frame before the stream stopped coming in
+    times = [t for t in r["times"] if t > switched - 0.05]
+    cut = next((a for a, b in zip(times, times[1:]) if b - a > 0.05), times[-1])
+    assert 0.07 <= cut - switched <= 0.4, cut - switched
+
+
 def test_no_guest_frame_is_lost_when_the_vf_is_deleted(lab, netfo):
     """A send that fails because the VF just vanished goes out of the
     standby (the datapath falls over by itself before netlink says so)."""
