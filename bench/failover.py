@@ -9,7 +9,7 @@ goes away and comes back, for each cause:
   carrier   the VF's far end set down / up (virsh domif-setlink): carrier lost
   admin     `ip link set ens11 down` / `up` in the guest
   blackhole the VF's far end drops everything while its carrier stays up
-            (netfo's path probing, PROBE_ARGS; not run by default yet)
+            (netfo's path probing, PROBE_ARGS; netfo only: the kernel has none)
 
 Two variants, in the same lab and the same run, each block of cycles with a
 fresh netfo: `netfo` as it is, and `kernel` = `--notify-count 0 --no-resend`
@@ -49,7 +49,7 @@ from netfo.lab import GUEST_IP4, PEER_IP4, PF, VF_IF, Lab, LabError
 from netfo.links import NetfoError
 
 from .runner import Progress, _mmss, shielded
-from .slavecap import SlaveCapture, first_after
+from .slavecap import SlaveCapture, count_between, first_after
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IFNAME = "ens10"
@@ -64,16 +64,11 @@ VARIANTS = {
     "kernel": ["--notify-count", "0", "--no-resend"],     # net_failover's behaviour
 }
 
-# ------------------------------------------------------------------ black hole
-# HOOK: the black-hole cause needs netfo's path probing (--arp-target,
-# --probe-interval, --probe-missed, in netfo since 09629f4). It is not in
-# DEFAULT_CAUSES yet: `--causes deleted,carrier,admin,blackhole` runs it (add
-# it to DEFAULT_CAUSES to make it part of the default run, about a minute
-# more). The kernel variant is not run for it: net_failover has no probing
-# and never leaves a black-holed VF. With --probe-interval 20 the probes
-# flapped back to the black-holed VF under heavy CPU steal; 50 ms x 3 here.
+# The black-hole cause needs netfo's path probing. The kernel variant is not
+# run for it: net_failover has no probing and never leaves a black-holed VF.
+# With --probe-interval 20 the probes flapped back to the black-holed VF
+# under heavy CPU steal; 50 ms x 3 here.
 PROBE_ARGS = ["--arp-target", PEER_IP4, "--probe-interval", "50", "--probe-missed", "3"]
-BLACKHOLE_READY = True           # PROBE_ARGS checked against netfo up --help (09629f4)
 
 
 class BenchError(Exception):
@@ -128,7 +123,7 @@ CAUSES = {
                        _blackhole_on, _blackhole_off, netfo_args=tuple(PROBE_ARGS),
                        variants=("netfo",), reason="probe"),
 }
-DEFAULT_CAUSES = ("deleted", "carrier", "admin")
+DEFAULT_CAUSES = ("deleted", "carrier", "admin", "blackhole")
 
 
 # ------------------------------------------------------------------ tools
@@ -557,7 +552,8 @@ def analyse_segment(seg: Segment, results: dict, end: float) -> dict:
         first = sw[0] if sw else None
         ev = next((e for e in seg.vf_events if x["t"] <= e["t"] < nxt and want[x["phase"]](e)), None)
         # the switch: from that event to the first guest frame that left by the new slave
-        new = seg.standby_index if x["phase"] == "away" else ev and ev["index"]
+        new, old = (seg.standby_index, ev and ev["index"]) if x["phase"] == "away" else \
+            (ev and ev["index"], seg.standby_index)
         moved = ev and first_after(seg.frames, ev["t"], new, nxt)
         cycles.append({
             "cycle": x["cycle"], "phase": x["phase"], "t_s": round(x["t"] - bounds[0] - guard, 4),
@@ -565,6 +561,8 @@ def analyse_segment(seg: Segment, results: dict, end: float) -> dict:
             "switch_logged_ms": round((first[0] - x["t"]) * 1000, 1) if first else None,
             "vf_event_heard_ms": round((ev["t"] - x["t"]) * 1000, 1) if ev else None,
             "switch_ms": round((moved - ev["t"]) * 1000, 3) if moved else None,
+            # guest frames that still left by the old slave after the event
+            "old_slave_after_event": count_between(seg.frames, ev["t"], moved, old) if moved else None,
             "switches": [f"{why} -> {to}" for _, to, why in sw],
             "lost": {d: per_dir[d]["lost"][k] for d in DIRECTIONS},
             # due times of the first and last lost frame, ms after the action
@@ -599,6 +597,8 @@ def summarize(cycles: list[dict]) -> dict:
                                                  if c["vf_event_heard_ms"] is not None], 1)
         summary[ph]["switch_ms"] = dist([c["switch_ms"] for c in rows
                                          if c["switch_ms"] is not None], 3)
+        summary[ph]["old_slave_after_event"] = dist([c["old_slave_after_event"] for c in rows
+                                                     if c["old_slave_after_event"] is not None], 1)
         for d in DIRECTIONS:
             # how long after the kernel's event the last frame was lost
             summary[ph][d]["last_loss_after_event_ms"] = dist(
@@ -718,10 +718,11 @@ def table(doc: dict) -> str:
                      ", ".join(tot))
         lines.append("")
     # noise floor and netfo's own switch times
-    lines.append("ms, p50/p99/max: event = the kernel's netlink event for ens11, after the "
-                 "action, as a listener in the guest heard it; switch = from that event to the "
-                 "first guest frame that left by the new slave (tcpdump); noise floor: longest "
-                 "gap in the settled part of each window:")
+    lines.append("p50/p99/max: event = ms from the action to the kernel's netlink event for "
+                 "ens11, as a listener in the guest heard it; switch = ms from that event to the "
+                 "first guest frame that left by the new slave (tcpdump; the sender sends a burst "
+                 "every ~1 ms), old = guest frames that left by the old slave after the event; "
+                 "noise floor: longest gap in the settled part of each window:")
     for cause, per in res.items():
         if "skipped" in per:
             continue
@@ -732,11 +733,12 @@ def table(doc: dict) -> str:
                     lines.append(f"  {cause:<8} {v:<7} FAILED: {r['failed']}")
                 continue
             sw = "  ".join(f"{ph} {_trip(r['summary'][ph]['vf_event_heard_ms'], 1)} / "
-                           f"{_trip(r['summary'][ph]['switch_ms'], 2)}" for ph in PHASES)
+                           f"{_trip(r['summary'][ph]['switch_ms'], 2)} / "
+                           f"{_trip(r['summary'][ph]['old_slave_after_event'], 0)}" for ph in PHASES)
             nf = "  ".join(f"{DIR_SHORT[d]} "
                            f"{_trip(_merge_quiet(r, d), 1)}" for d in DIRECTIONS)
             reasons = ", ".join(f"{k} x{n}" for k, n in sorted(r["switch_reasons"].items()))
-            lines.append(f"  {cause:<8} {v:<7} event / switch {sw}   quiet gap {nf}")
+            lines.append(f"  {cause:<8} {v:<7} event / switch / old: {sw}   quiet gap {nf}")
             cpu = ", ".join(f"{b['cpu'].get('busy_pct', '-')} % busy" +
                             (f" ({b['cpu']['steal_pct']} % stolen)" if b["cpu"].get("steal_pct") else "")
                             for b in r["blocks"])
@@ -827,8 +829,7 @@ def parse(argv: Optional[list]) -> argparse.Namespace:
                     help="results file (default bench/failover.json)")
     ap.add_argument("--quick", action="store_true", help="5 cycles per cause (about a minute)")
     ap.add_argument("--causes", default=",".join(DEFAULT_CAUSES),
-                    help=f"comma list of {','.join(CAUSES)} (default {','.join(DEFAULT_CAUSES)}; "
-                         "blackhole needs netfo's path probing)")
+                    help=f"comma list of {','.join(CAUSES)} (default {','.join(DEFAULT_CAUSES)})")
     ap.add_argument("--variants", default=",".join(VARIANTS),
                     help=f"comma list of {','.join(VARIANTS)} (default both)")
     ap.add_argument("--blocks", type=int, help="split each cause's cycles into this many blocks, "
@@ -899,9 +900,6 @@ def main(argv: Optional[list] = None) -> int:
     sizes = [a.cycles // a.blocks + (1 if b < a.cycles % a.blocks else 0) for b in range(a.blocks)]
     for c in a.causes:
         cause = CAUSES[c]
-        if c == "blackhole" and not BLACKHOLE_READY:
-            notes.append("blackhole: run although BLACKHOLE_READY is False: netfo's probing "
-                         "options in PROBE_ARGS may not match")
         vs = [v for v in a.variants if v in cause.variants]
         for v in a.variants:
             if v not in vs:
@@ -911,9 +909,9 @@ def main(argv: Optional[list] = None) -> int:
         for b in range(a.blocks):            # ABBA: drift over the run hits both variants alike
             for v in (vs if b % 2 == 0 else vs[::-1]):
                 todo.append((cause, v, b, 1 + sum(sizes[:b]), sizes[b]))
-    if "blackhole" not in a.causes:
-        results["blackhole"] = {"skipped": "not in --causes (path probing; "
-                                           "--causes deleted,carrier,admin,blackhole runs it)"}
+    for c in CAUSES:
+        if c not in a.causes:
+            results[c] = {"skipped": "not in --causes"}
     plan = Plan(a, pairs)
     progress = Progress(plan.total)
     progress.note(f"bench.failover: {a.cycles} cycles of each of "

@@ -74,6 +74,14 @@ def read(path: str) -> list[tuple[float, int]]:
     return out
 
 
+def count_between(frames: list[tuple[float, int]], t0: float, t1: float, ifindex: int) -> int:
+    """Frames that left by ifindex in (t0, t1)."""
+    import bisect
+    i = bisect.bisect_right(frames, (t0, 1 << 31))
+    j = bisect.bisect_left(frames, (t1, -1))
+    return sum(1 for _, idx in frames[i:j] if idx == ifindex)
+
+
 def first_after(frames: list[tuple[float, int]], t: float, ifindex: int,
                 before: Optional[float] = None) -> Optional[float]:
     """Time of the first frame after t (and before `before`) that left by ifindex."""

@@ -58,6 +58,8 @@ def test_failover_bench_smoke(tmp_path):
                     for metric in ("lost", "gap_ms"):
                         assert set(x[metric]) >= {"p50", "p99", "max"}, (variant, key, phase, d)
         assert r["summary_all"]["away"]["windows"] == 2
+        # each switch timed from the kernel's event to the first frame on the standby
+        assert r["summary_all"]["away"]["switch_ms"]["n"] == 2, [c["switch_ms"] for c in r["cycles"]]
         for d in DIRS:
             s = r["streams"][d]
             assert s["sent"] > 0 and s["received"] > 0.9 * s["sent"], (variant, d, s)
