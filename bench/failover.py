@@ -61,7 +61,10 @@ PHASES = ("away", "back")
 # What each variant adds to `netfo up ens10 --foreground`.
 VARIANTS = {
     "netfo": [],
-    "kernel": ["--notify-count", "0", "--no-resend"],     # net_failover's behaviour
+    "kernel": ["--notify-count", "0", "--no-resend"],     # the baseline
+    # ... and the driver's receive rule too (B-26): standby frames dropped
+    # while a primary is registered, with link or without
+    "driver": ["--notify-count", "0", "--no-resend", "--rx-policy", "kernel"],
 }
 
 # The black-hole cause needs netfo's path probing. The kernel variant is not
@@ -672,8 +675,9 @@ def table(doc: dict) -> str:
             "  lost: frames due in the window (action - "
             f"{s['guard_ms']:g} ms .. next action - {s['guard_ms']:g} ms) that never arrived; "
             "gap: longest time between two receptions, ms",
-            "  netfo: as it is; kernel: --notify-count 0 --no-resend (net_failover's behaviour); "
-            "ratio: mean lost per window, netfo / kernel (x/0: only netfo lost)",
+            "  netfo: as it is; kernel: --notify-count 0 --no-resend (no announcements, no resend, "
+            "as net_failover); driver: also --rx-policy kernel (net_failover's receive rule, "
+            "B-26); ratio: mean lost per window, netfo / kernel (x/0: only netfo lost)",
             f"  n: windows counted, those during which the hypervisor stole at most "
             f"{s['max_steal_pct']:g} % of the CPU time (all windows: summary_all in the JSON)", ""]
     cols = f"{'cause':<8} {'phase':<24} {'dir':<4}"
@@ -710,9 +714,10 @@ def table(doc: dict) -> str:
         lines.append("")
     tot = []
     for cause, r in doc.get("ratios", {}).items():
-        tot.append(f"{cause} {_n(r['mean_lost_per_cycle']['netfo'], 1)} / "
-                   f"{_n(r['mean_lost_per_cycle']['kernel'], 1)} = "
-                   f"{_n(r['all'], 2) if r['all'] is not None else '-'}")
+        m = r["mean_lost_per_cycle"]
+        tot.append(f"{cause} {_n(m['netfo'], 1)} / {_n(m['kernel'], 1)} = "
+                   f"{_n(r['all'], 2) if r['all'] is not None else '-'}" +
+                   (f" (driver {_n(m['driver'], 1)})" if "driver" in m else ""))
     if tot:
         lines.append("A whole cycle (both phases and directions), mean lost netfo / kernel: " +
                      ", ".join(tot))
@@ -794,7 +799,8 @@ def ratios(res: dict) -> dict:
         # a cycle's loss (away + back, both directions), mean over cycles
         out[cause]["all"] = rt(mean("netfo"), mean("kernel"))
         out[cause]["all_windows"] = rt(mean("netfo", "summary_all"), mean("kernel", "summary_all"))
-        out[cause]["mean_lost_per_cycle"] = {v: _r(mean(v), 1) for v in ("netfo", "kernel")}
+        out[cause]["mean_lost_per_cycle"] = {v: _r(mean(v), 1) for v in VARIANTS
+                                             if "summary" in per.get(v, {})}
     return out
 
 
