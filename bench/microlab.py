@@ -221,7 +221,7 @@ def _serve(impl: str, tap_fd: int, slave_fd: int) -> None:
     if impl == "netfo":
         from netfo import _fastpath
         dp = _fastpath.Datapath(tap_fd, _fastpath.RX_ACTIVE)
-        dp.set_slave(_fastpath.PRIMARY, os.dup(slave_fd))
+        dp.set_slave(_fastpath.PRIMARY, os.dup(slave_fd), socket.if_nametoindex(SLAVE_IF))
         dp.set_ready(_fastpath.PRIMARY, True)
         dp.run()
     else:

@@ -21,7 +21,7 @@ control plane release()s it once it has decided on the slave's fresh state.
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
-from libc.string cimport memmove, memset
+from libc.string cimport memcpy, memmove, memset
 from libc.errno cimport (errno, EAGAIN, EINTR, ENOBUFS, ENETDOWN, ENXIO,
                          ENODEV, EINVAL, EIO)
 
@@ -220,6 +220,7 @@ cdef class Datapath:
     cdef volatile int ready[2]
     cdef volatile int held[2]         # held down by the loop until release()
     cdef int ifindex[2]
+    cdef char ifname[2][16]           # the slave's name as last looked up (renames)
     cdef int nl_fd                    # link events (RTMGRP_LINK), read by the TX loop
     cdef volatile int preferred       # slot chosen by the control plane
     cdef int resend                   # on a failed send, fall over and resend
@@ -383,6 +384,7 @@ cdef class Datapath:
         self.ready[slot] = 0
         self.held[slot] = 0
         self.ifindex[slot] = ifindex if fd >= 0 else 0
+        self.ifname[slot][0] = 0
         self.fds[slot] = fd
         self._note_active()
         netfo_barrier()
@@ -558,22 +560,36 @@ cdef class Datapath:
                                 h.nlmsg_type == RTM_DELLINK or
                                 not (ifi.ifi_flags & IFF_UP and ifi.ifi_flags & IFF_RUNNING)) \
                                 and not self._link_ok(s):
-                            self.held[s] = 1
-                            self.ready[s] = 0
-                            self._note_active()
-                            self.m.link_holds += 1
+                            self._hold(s)
                 pos += (h.nlmsg_len + 3) & ~3
 
     cdef int _link_ok(self, int s) noexcept nogil:
-        """Slot s's link, as it is now: up and running (0 if gone)."""
+        """Slot s's link, as it is now: up and running (0 if gone). One
+        ioctl by the cached name; the name is looked up again if it fails."""
         cdef ifreq ifr
+        cdef int attempt
         if self.fds[s] < 0:
             return 0
-        memset(&ifr, 0, sizeof(ifr))
-        ifr.ifr_ifindex = self.ifindex[s]
-        if ioctl(self.fds[s], SIOCGIFNAME, &ifr) < 0 or ioctl(self.fds[s], SIOCGIFFLAGS, &ifr) < 0:
-            return 0
-        return (ifr.ifr_flags & IFF_UP) != 0 and (ifr.ifr_flags & IFF_RUNNING) != 0
+        if self.ifindex[s] == 0:
+            return 1                    # set_slave() was not told which link
+        for attempt in range(2):
+            if self.ifname[s][0] == 0 or attempt == 1:
+                memset(&ifr, 0, sizeof(ifr))
+                ifr.ifr_ifindex = self.ifindex[s]
+                if ioctl(self.fds[s], SIOCGIFNAME, &ifr) < 0:
+                    return 0
+                memcpy(self.ifname[s], ifr.ifr_name, 16)
+            memset(&ifr, 0, sizeof(ifr))
+            memcpy(ifr.ifr_name, self.ifname[s], 16)
+            if ioctl(self.fds[s], SIOCGIFFLAGS, &ifr) == 0:
+                return (ifr.ifr_flags & IFF_UP) != 0 and (ifr.ifr_flags & IFF_RUNNING) != 0
+        return 0
+
+    cdef inline void _hold(self, int s) noexcept nogil:
+        self.held[s] = 1
+        self.ready[s] = 0
+        self._note_active()
+        self.m.link_holds += 1
 
     cdef void _pump_tap(self) noexcept nogil:
         """Read a batch from the master and send it via the active slave."""
@@ -596,6 +612,13 @@ cdef class Datapath:
                 self.m.drop_no_slave += n - sent
                 self.m.tx_dropped += n - sent
                 return
+            if not self._link_ok(s):
+                # Closing (unplug, admin down): once the kernel has stopped
+                # the device its qdisc is a no-op that drops frames and
+                # reports success, until the close ends and sends fail. The
+                # kernel driver checks netif_running() per frame; so must we.
+                self._hold(s)
+                continue
             k = sendmmsg(self.fds[s], &self.txmsg[sent], n - sent, 0)
             if k > 0:
                 nbytes = 0

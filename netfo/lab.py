@@ -274,13 +274,21 @@ class Lab:
         return self._timed(f"virsh domif-setlink {ifname if which == 'virtio' else 'vf'} {state}", step)
 
     def unplug(self) -> float:
-        """`virsh detach-device`: delete the guest's ens11; the veth pair vanishes."""
+        """`virsh detach-device`: the guest's ens11 vanishes, and the veth pair.
+
+        As a hot-unplugged PCI NIC does: closed while its hardware still
+        works (the guest driver's remove unregisters it), then gone. So the
+        VF is moved out of the guest first, then deleted: deleting a veth
+        end detaches its peer before closing it, and frames sent meanwhile
+        vanish without an error, which no real NIC's unplug does."""
         if self._link("guest", VF_IF) is None:
             raise LabError(f"no VF plugged: {VF_IF} is not in {self.guest}")
+        side = self._where(PF) or "src"
 
         def step() -> str:
-            self._ip("guest", "link", "del", VF_IF)
-            return f"deleted {VF_IF} in {self.guest}"
+            self._ip("guest", "link", "set", VF_IF, "netns", self.namespaces[side])
+            self._ip(side, "link", "del", VF_IF)
+            return f"removed {VF_IF} from {self.guest}"
         return self._timed("virsh detach-device $VF_XML", step)
 
     def plug(self, side: str | None = None) -> float:
