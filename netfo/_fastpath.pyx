@@ -203,7 +203,7 @@ cdef struct master_stats:
     uint64_t drop_tx_nobufs      # slave queue full
     uint64_t drop_tx_error       # slave refused the frame (e.g. too big)
     uint64_t send_failovers      # active slave failed mid-send; loop switched
-    uint64_t link_holds          # a slave held down on a link event, by the loop
+    uint64_t link_holds          # the loop left a slave itself: link event, not running
 
 
 cdef class Datapath:
@@ -561,6 +561,7 @@ cdef class Datapath:
                                 not (ifi.ifi_flags & IFF_UP and ifi.ifi_flags & IFF_RUNNING)) \
                                 and not self._link_ok(s):
                             self._hold(s)
+                            self.m.link_holds += 1
                 pos += (h.nlmsg_len + 3) & ~3
 
     cdef int _link_ok(self, int s) noexcept nogil:
@@ -586,10 +587,10 @@ cdef class Datapath:
         return 0
 
     cdef inline void _hold(self, int s) noexcept nogil:
+        """Stop transmitting via s until the control plane release()s it."""
         self.held[s] = 1
         self.ready[s] = 0
         self._note_active()
-        self.m.link_holds += 1
 
     cdef void _pump_tap(self) noexcept nogil:
         """Read a batch from the master and send it via the active slave."""
@@ -618,6 +619,7 @@ cdef class Datapath:
                 # reports success, until the close ends and sends fail. The
                 # kernel driver checks netif_running() per frame; so must we.
                 self._hold(s)
+                self.m.link_holds += 1
                 continue
             k = sendmmsg(self.fds[s], &self.txmsg[sent], n - sent, 0)
             if k > 0:
@@ -634,8 +636,7 @@ cdef class Datapath:
             if (err == ENETDOWN or err == ENXIO or err == ENODEV) and self.resend:
                 # The slave vanished or went down before netlink told us:
                 # switch now and resend the same frames on the other one.
-                self.ready[s] = 0
-                self._note_active()
+                self._hold(s)
                 self.m.send_failovers += 1
                 continue
             if err == EAGAIN or err == ENOBUFS:

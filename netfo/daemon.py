@@ -659,8 +659,8 @@ class Daemon:
             "version": STATUS_VERSION,
             "master": {"name": self.ifname, "index": self.master_index, "mac": self.mac,
                        "mtu": self.mtu, "carrier": bool(self.carrier),
-                       "stats": {k: v for k, v in master.items()
-                                 if not k.startswith("drop_") and k != "send_failovers"}},
+                       "stats": {k: v for k, v in master.items() if not k.startswith("drop_")
+                                 and k not in ("send_failovers", "link_holds")}},
             "active": str(active) if active is not None else None,
             "rx_policy": self.rx_policy,
             "slaves": slaves,
@@ -671,6 +671,7 @@ class Daemon:
                        "reselect": self.policy.reselect, "miimon_ms": self.miimon * 1000},
             "events": list(self.group.events)[-5:],
             "failovers": self.group.failovers + master["send_failovers"],
+            "loop_switches": master["link_holds"] + master["send_failovers"],
             "last_failover": self.group.last_failover,
             "pid": os.getpid(),
             "since": self.started,

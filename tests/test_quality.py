@@ -134,8 +134,8 @@ def test_switch_is_announced_to_the_network(lab, netfo):
     assert "announced ens10 on standby" in netfo.read_log()
 
 
-def drained_stream(lab, netfo_args, port: int, seconds: float):
-    """Transmit moves to the standby (netfo set ... active standby) 1 s into
+def drained_stream(lab, netfo_args, port: int):
+    """Transmit moves to the standby (netfo set ... active standby) ~1.4 s into
     a 2000/s peer->guest stream, while the bridge still sends the guest's MAC
     to the VF's port: the stream's result and netfo's last event."""
     n = Netfo(lab, *netfo_args).start()
@@ -145,7 +145,7 @@ def drained_stream(lab, netfo_args, port: int, seconds: float):
         lab.link("virtio", "up")
         n.wait(lambda s: n.slave("standby")["carrier"], what="standby carrier")
         ping(lab, "guest", PEER_IP4, count=2)          # the bridge learns the VF port
-        down = Stream(lab, "peer", "guest", GUEST_IP4, port, 2000, seconds)
+        down = Stream(lab, "peer", "guest", GUEST_IP4, port, 2000, 3.0)
         time.sleep(1.0)
         n.cli("set", "ens10", "active", "standby")
         return down.result(), n.status()["events"][-1]
@@ -158,10 +158,11 @@ def test_announcement_moves_inbound_traffic_at_once(lab):
     # sent out of the standby: only frames in flight while netfo switches and
     # announces are lost (a few ms; 50 ms = 100 frames at 2000/s allows for
     # a loaded 2-core CI machine). Without them (net_failover's behaviour) the
-    # bridge keeps sending to the VF's port for the rest of the 1 s stream,
-    # whose frames the active rx policy drops after the first 100 ms.
-    with_notify, _ = drained_stream(lab, (), 5040, 2.0)
-    without, _ = drained_stream(lab, ("--notify-count", "0"), 5041, 2.0)
+    # bridge keeps sending to the VF's port for the rest of the stream (over
+    # 1.5 s: the CLI takes ~0.4 s), whose frames the active rx policy drops
+    # after the first 100 ms.
+    with_notify, _ = drained_stream(lab, (), 5040)
+    without, _ = drained_stream(lab, ("--notify-count", "0"), 5041)
     assert with_notify["lost"] <= 100, with_notify["lost"]
     assert without["lost"] > 1000, without["lost"]
 
@@ -171,7 +172,7 @@ def test_unicast_still_sent_to_the_old_slave_is_taken_for_100_ms(lab):
     slave's port until it learns the move. The active policy takes those
     frames for 100 ms (unicast reaches one port only: no duplicates), then
     drops them until the guest's next frame teaches the bridge."""
-    r, event = drained_stream(lab, ("--notify-count", "0"), 5045, 3.0)
+    r, event = drained_stream(lab, ("--notify-count", "0"), 5045)
     assert event["reason"] == "manual" and event["to"] == "standby"
     switched = event["time"] - (time.time() - time.monotonic())
     assert r["duplicates"] == 0
