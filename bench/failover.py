@@ -169,18 +169,6 @@ class Tool(demo.Tool):
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self, timeout: float = 20) -> Optional[dict]:
-        """SIGTERM, then wait for the result line (a receiver's is large)."""
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.reader.join(timeout)
-        return self.result
-
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()

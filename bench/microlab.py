@@ -32,6 +32,7 @@ import subprocess
 import time
 
 from netfo import packet, tap
+from netfo.notify import ones_sum
 
 CLONE_NEWNET = 0x40000000
 MAC, PEER_MAC = "52:54:00:00:12:53", "52:54:00:00:12:01"
@@ -50,19 +51,10 @@ def _sh(*argv: str, stdin: str | None = None) -> None:
 
 # ------------------------------------------------------------------ frames
 
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
-
-
 def _ipv4(total: int, proto: int) -> bytes:
     hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, 64, proto, 0,
                       bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
-    return hdr[:10] + struct.pack("!H", ~_csum(hdr) & 0xFFFF) + hdr[12:]
+    return hdr[:10] + struct.pack("!H", ~ones_sum(hdr) & 0xFFFF) + hdr[12:]
 
 
 def _eth(direction: str) -> bytes:
@@ -86,7 +78,7 @@ def frame(size: str, direction: str) -> bytes:
     flen = 54 + 45 * 1448 + 8   # GRO rebuilds 45 segments, the 8-byte tail is dropped
     ip = _ipv4(flen - 14, 6)
     tcp_len = flen - 34
-    pseudo = _csum(bytes([10, 0, 0, 1, 10, 0, 0, 2, 0, 6]) + struct.pack("!H", tcp_len))
+    pseudo = ones_sum(bytes([10, 0, 0, 1, 10, 0, 0, 2, 0, 6]) + struct.pack("!H", tcp_len))
     tcp_hdr = struct.pack("!HHIIBBHHH", 9, 9, 1, 1, 5 << 4, 0x10, 65535, pseudo, 0)   # ACK
     # flags NEEDS_CSUM, gso_type TCPV4, hdr_len, gso_size, csum_start, csum_offset
     vnet = struct.pack("<BBHHHH", 1, 1, 54, 1448, 34, 16)

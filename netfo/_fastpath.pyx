@@ -560,8 +560,7 @@ cdef class Datapath:
                                 h.nlmsg_type == RTM_DELLINK or
                                 not (ifi.ifi_flags & IFF_UP and ifi.ifi_flags & IFF_RUNNING)) \
                                 and not self._link_ok(s):
-                            self._hold(s)
-                            self.m.link_holds += 1
+                            self._hold(s, &self.m.link_holds)
                 pos += (h.nlmsg_len + 3) & ~3
 
     cdef int _link_ok(self, int s) noexcept nogil:
@@ -586,11 +585,13 @@ cdef class Datapath:
                 return (ifr.ifr_flags & IFF_UP) != 0 and (ifr.ifr_flags & IFF_RUNNING) != 0
         return 0
 
-    cdef inline void _hold(self, int s) noexcept nogil:
-        """Stop transmitting via s until the control plane release()s it."""
+    cdef inline void _hold(self, int s, uint64_t *why) noexcept nogil:
+        """Stop transmitting via s until the control plane release()s it;
+        count it in why."""
         self.held[s] = 1
         self.ready[s] = 0
         self._note_active()
+        why[0] += 1
 
     cdef void _pump_tap(self) noexcept nogil:
         """Read a batch from the master and send it via the active slave."""
@@ -618,8 +619,7 @@ cdef class Datapath:
                 # the device its qdisc is a no-op that drops frames and
                 # reports success, until the close ends and sends fail. The
                 # kernel driver checks netif_running() per frame; so must we.
-                self._hold(s)
-                self.m.link_holds += 1
+                self._hold(s, &self.m.link_holds)
                 continue
             k = sendmmsg(self.fds[s], &self.txmsg[sent], n - sent, 0)
             if k > 0:
@@ -636,8 +636,7 @@ cdef class Datapath:
             if (err == ENETDOWN or err == ENXIO or err == ENODEV) and self.resend:
                 # The slave vanished or went down before netlink told us:
                 # switch now and resend the same frames on the other one.
-                self._hold(s)
-                self.m.send_failovers += 1
+                self._hold(s, &self.m.send_failovers)
                 continue
             if err == EAGAIN or err == ENOBUFS:
                 self.m.drop_tx_nobufs += 1

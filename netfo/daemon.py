@@ -670,7 +670,8 @@ class Daemon:
                        "downdelay_ms": self.policy.downdelay * 1000,
                        "reselect": self.policy.reselect, "miimon_ms": self.miimon * 1000},
             "events": list(self.group.events)[-5:],
-            "failovers": self.group.failovers + master["send_failovers"],
+            # the loop's own switches are counted once, when the group follows them
+            "failovers": self.group.failovers,
             "loop_switches": master["link_holds"] + master["send_failovers"],
             "last_failover": self.group.last_failover,
             "pid": os.getpid(),

@@ -169,7 +169,8 @@ class Tool:
         return obj
 
     def stop(self, timeout: float = 5) -> Optional[dict]:
-        """SIGTERM, wait for its result line; SIGKILL if it does not end."""
+        """SIGTERM, wait for its result line (a receiver's is large); SIGKILL
+        if it does not end."""
         if self.proc.poll() is None:
             try:
                 self.proc.send_signal(signal.SIGTERM)
@@ -177,7 +178,7 @@ class Tool:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.reader.join(5)                     # it has read the last line at EOF
+        self.reader.join(timeout)               # it has read the last line at EOF
         return self.result
 
 
@@ -203,7 +204,6 @@ class Run:
     events: list = field(default_factory=list)     # guest link/neighbour events
     netfo_log: list = field(default_factory=list)  # (monotonic, message) from netfo's daemon log
     tcp: Optional[dict] = None
-    tcp_server: Optional[dict] = None
     arp_retrans_ms: Optional[int] = None           # the guest's ARP retransmit interval
     started: float = 0.0
     ended: float = 0.0
@@ -309,7 +309,7 @@ class Demo:
                     raise NetfoError(f"demo: {rx[d].name} gave no result: {rx[d].stderr.strip()[-200:]}")
                 run.streams[d] = (tx[d].result, rx[d].result)
             run.tcp = ping.stop()
-            run.tcp_server = echo.stop()
+            echo.stop()
             watch.stop()
             run.samples = list(watch.samples)
             run.events = list(watch.events)

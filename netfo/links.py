@@ -85,7 +85,7 @@ def link_events(data: bytes):
     pos = 0
     while pos + NLMSG.size <= len(data):
         length, kind = NLMSG.unpack_from(data, pos)[:2]
-        if length < NLMSG.size:
+        if length < NLMSG.size or pos + length > len(data):
             return
         if kind in (RTM_NEWLINK, RTM_DELLINK) and length >= NLMSG.size + IFINFO.size:
             yield IFINFO.unpack_from(data, pos + NLMSG.size)[2]

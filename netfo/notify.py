@@ -50,13 +50,19 @@ def _ether(dst: bytes, src: bytes, ethertype: int, vlan: Optional[int]) -> bytes
     return dst + src + struct.pack("!HHH", ETH_P_8021Q, vlan, ethertype)
 
 
-def _csum(data: bytes) -> int:
+def ones_sum(data: bytes) -> int:
+    """The 16-bit one's-complement sum of data (RFC 1071), not complemented:
+    what a partial checksum is seeded with."""
     if len(data) % 2:
         data += b"\0"
     s = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
+    return s
+
+
+def _csum(data: bytes) -> int:
+    return ~ones_sum(data) & 0xFFFF
 
 
 def _with_csum(msg: bytes, at: int, csum: int) -> bytes:
