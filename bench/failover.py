@@ -44,9 +44,9 @@ import threading
 import time
 from typing import Callable, Optional
 
-from netfo import demo
+from netfo.lab.demo import run as demo
 from netfo.lab import GUEST_IP4, PEER_IP4, PF, VF_IF, Lab, LabError
-from netfo.links import NetfoError
+from netfo.errors import NetfoError
 
 from .runner import Progress, _mmss, shielded
 from .slavecap import SlaveCapture, count_between, first_after

@@ -31,8 +31,8 @@ import struct
 import subprocess
 import time
 
-from netfo import packet, tap
-from netfo.notify import ones_sum
+from netfo.kernel import packet, tap
+from netfo.frames import ones_sum
 
 CLONE_NEWNET = 0x40000000
 MAC, PEER_MAC = "52:54:00:00:12:53", "52:54:00:00:12:01"

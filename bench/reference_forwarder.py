@@ -23,7 +23,7 @@ import signal
 import socket
 import sys
 
-from netfo import packet, tap
+from netfo.kernel import packet, tap
 
 BUFSZ = 67584       # vnet header + 64 KB GSO frame + Ethernet/VLAN headers
 BURST = 64          # frames per wake-up before epoll again: fairness between sides

@@ -13,7 +13,7 @@ from __future__ import annotations
 import signal
 import sys
 
-from netfo import tap
+from netfo.kernel import tap
 
 
 def main() -> int:

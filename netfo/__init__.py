@@ -1,7 +1,7 @@
-"""netfo: a userspace net_failover master (TAP + AF_PACKET, Cython fast path)."""
+"""netfo: a userspace net_failover master (TAP + AF_PACKET, Cython fast path).
 
-# No pure-Python fallback: without the compiled loop netfo must not pretend
-# to work, so a missing extension is an ImportError here, at once.
-from . import _fastpath  # noqa: F401
+Only the daemon needs the compiled loop (netfo.daemon imports it and says in
+one line when it is missing); the CLI, the lab and the stream tools do not.
+"""
 
 __version__ = "0.1.0"

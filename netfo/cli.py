@@ -12,7 +12,7 @@ import time
 from typing import Optional
 
 from . import control
-from .links import NetfoError
+from .errors import NetfoError
 
 def _setup_logging(ifname: str) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -111,8 +111,8 @@ def _spawn_daemon(args) -> int:
 def cmd_down(args) -> int:
     reply = control.request(args.ifname, "down", timeout=60)
     if reply is None:
-        from . import restore
-        if restore.recover(args.ifname):
+        from . import journal
+        if journal.recover(args.ifname):
             print(f"netfo: the daemon for {args.ifname} had died; restored from its journal")
             return 0
         print(f"netfo: netfo is not running on {args.ifname} in this network namespace",
@@ -303,7 +303,7 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="one JSON object per line")
     ev.set_defaults(fn=cmd_events)
 
-    from . import labcli
+    from .lab import cli as labcli
     labcli.add_parser(sub)
     return p
 

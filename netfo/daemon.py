@@ -20,9 +20,10 @@ from typing import Callable, Optional
 
 from pyroute2 import IPRoute
 
-from . import _fastpath, control, links, notify, packet, probe, restore, tap
+from . import _fastpath, control, frames, journal, probe
+from .kernel import links, master, packet, silence, tap
 from .group import Enslave, Group, Ignore, Link, Policy, Release, Role
-from .links import NetfoError
+from .errors import NetfoError
 
 log = logging.getLogger("netfo")
 
@@ -132,7 +133,7 @@ class Daemon:
         if control.running(self.ifname):
             raise NetfoError(f"netfo is already running on {self.ifname} "
                              f"(see: netfo status {self.ifname})")
-        if restore.load(self.ifname) is not None:
+        if journal.load(self.ifname) is not None:
             raise NetfoError(f"netfo did not shut down cleanly on {self.ifname}: "
                              f"run `netfo down {self.ifname}` to restore it first")
         for master in control.list_daemons():
@@ -184,9 +185,9 @@ class Daemon:
                         "addrs": links.addresses(self.ipr, sb.index),
                         "routes": links.routes(self.ipr, sb.index)},
         }
-        restore.save(self.journal)
-        self._step("journal", lambda: restore.forget(self.ifname))
-        self._step("restore", lambda: restore.restore(self.ipr, self.journal))
+        journal.save(self.journal)
+        self._step("journal", lambda: journal.forget(self.ifname))
+        self._step("restore", lambda: journal.restore(self.ipr, self.journal))
         log.info("%s: renaming to %s", self.ifname, self.sby_name)
         links.rename(self.ipr, sb.index, self.sby_name)
         links.flush_addresses(self.ipr, sb.index, self.journal["standby"]["addrs"])
@@ -205,9 +206,9 @@ class Daemon:
                             links.IFA_F_NODAD)
         links.add_routes(self.ipr, self.master_index, self.journal["standby"]["routes"])
         self.journal["moved"] = True
-        restore.save(self.journal)
+        journal.save(self.journal)
 
-        self.silencer = links.Silencer(self.ifname)
+        self.silencer = silence.Silencer(self.ifname)
         self.dp = _fastpath.Datapath(self.tap_fd, RX_POLICIES[self.rx_policy], self.threads)
         self.dp.set_busy_poll(self.busy_poll)
         self.dp.set_resend(self.resend)
@@ -258,13 +259,13 @@ class Daemon:
         entry = {"master": self.ifname, "name": link.name, "role": str(role), "mtu": link.mtu,
                  "was_up": link.up, "disable_ipv6": None, "silenced_as": link.name}
         self.journal["slaves"][str(link.index)] = entry
-        restore.save(self.journal)
+        journal.save(self.journal)
         self.slaves[role] = SlaveState(link.index, link.name)
         try:
             if link.mtu != self.mtu:
                 links.set_link(self.ipr, link.index, f"set {link.name} mtu {self.mtu}", mtu=self.mtu)
             entry["disable_ipv6"] = self.silencer.silence(link.name)
-            restore.save(self.journal)
+            journal.save(self.journal)
             if not link.up:
                 links.set_link(self.ipr, link.index, f"bring {link.name} up", state="up")
             fd = packet.open_slave(link.name)
@@ -279,7 +280,7 @@ class Daemon:
         if fresh is not None:
             self.group.link_changed(fresh)
         if self.prober.enabled:
-            self._observe(role, probe.observer(link.name))
+            self._observe(role, packet.observer(link.name))
         log.info("%s enslaved as %s (index %d)", link.name, role, link.index)
 
     def _release(self, role: Role, gone: bool) -> None:
@@ -294,8 +295,8 @@ class Daemon:
         entry = self.journal["slaves"].pop(str(state.index), None)
         if entry is not None:
             entry["name"] = state.name
-            restore.restore_slave(self.ipr, state.index, entry, gone)
-            restore.save(self.journal)
+            journal.restore_slave(self.ipr, state.index, entry, gone)
+            journal.save(self.journal)
         log.info("%s released from %s (%s)", state.name, role, "deleted" if gone else "restored")
 
     def _observe(self, role: Role, sock) -> None:
@@ -373,7 +374,7 @@ class Daemon:
         if role is not None and role in self.slaves and self.slaves[role].name != link.name:
             self.slaves[role].name = link.name
             self.journal["slaves"][str(link.index)]["name"] = link.name
-            restore.save(self.journal)
+            journal.save(self.journal)
         self._apply(self.group.link_changed(link))
 
     def _on_master(self, link: Link) -> None:
@@ -420,9 +421,10 @@ class Daemon:
         slot = self.dp.active()
         if slot < 0:
             return
-        frames = notify.announcements(self.mac, notify.master_state(self.ifname))
-        self._send(slot, frames)
-        log.info("announced %s on %s (%d frames)", self.ifname, Role(slot), len(frames))
+        out = frames.announcements(self.mac, master.master_state(self.ifname),
+                                   state_of=master.master_state)
+        self._send(slot, out)
+        log.info("announced %s on %s (%d frames)", self.ifname, Role(slot), len(out))
 
     def _send(self, slot: int, frames: list) -> None:
         """Frames of the control plane's own, straight out of a slave."""
@@ -444,15 +446,15 @@ class Daemon:
 
     def _probe(self) -> None:
         """One probe round out of the transmitting slave, then judge paths."""
-        state = notify.master_state(self.ifname)
+        state = master.master_state(self.ifname)
         self.own_ips = set(state["ip4"]) | set(state["ip6"])
         # Out of the slave that transmits; and out of every slave whose path
         # is down, or nothing would tell when it heals (when the active path
         # dies, the other slave stops hearing the flooded probes too).
         slots = {self.dp.active()} | {int(r) for r in self.slaves if r in self.group.broken}
-        frames = self.prober.frames(self.mac, state)
+        probes = self.prober.frames(self.mac, state)
         for slot in slots - {-1}:
-            self._send(slot, frames)
+            self._send(slot, probes)
         now = time.monotonic()
         active = self.group.active()
         for role in sorted(self.slaves, key=lambda r: r != active):     # the active one first
@@ -495,7 +497,7 @@ class Daemon:
             now = self.dp.active()
             self.group.note("send-error", Role(now) if now >= 0 else None)
         self._sync()
-        new = frozenset(links.mcast_list(self.master_index))
+        new = frozenset(master.mcast_list(self.master_index))
         if new != self.mcast:
             for role, state in self.slaves.items():
                 fd = self.dp.fd(role)

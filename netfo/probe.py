@@ -11,79 +11,9 @@ from the backup and never moves the switch's idea of where the MAC is.
 """
 from __future__ import annotations
 
-import ctypes
 import ipaddress
-import socket
-import struct
-from typing import Optional
 
-from .notify import _csum, _ether, _ip6, _mac
-from .packet import ETH_P_ALL, PACKET_IGNORE_OUTGOING, SOL_PACKET
-
-SO_ATTACH_FILTER = 26
-ETH_P_ARP, ETH_P_IPV6 = 0x0806, 0x86DD
-ND_NS, ND_NA = 135, 136
-
-# Classic BPF: keep ARP and ICMPv6 (no extension headers), drop the rest,
-# so the daemon never sees the bulk traffic.
-_FILTER = [
-    (0x28, 0, 0, 12),          # ldh [12]            ethertype
-    (0x15, 3, 0, ETH_P_ARP),   # jeq ARP -> accept
-    (0x15, 0, 3, ETH_P_IPV6),  # jne IPv6 -> drop
-    (0x30, 0, 0, 20),          # ldb [20]            IPv6 next header
-    (0x15, 0, 1, 58),          # jne ICMPv6 -> drop
-    (0x06, 0, 0, 0x40000),     # accept
-    (0x06, 0, 0, 0),           # drop
-]
-
-
-def observer(ifname: str) -> socket.socket:
-    """A socket that sees the ARP/ND frames ifname receives (not its own)."""
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-    try:
-        prog = b"".join(struct.pack("HBBI", *i) for i in _FILTER)
-        buf = ctypes.create_string_buffer(prog)
-        s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
-                     struct.pack("HL", len(_FILTER), ctypes.addressof(buf)))
-        s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-        s.setblocking(False)
-        s.bind((ifname, ETH_P_ALL))
-    except BaseException:
-        s.close()
-        raise
-    return s
-
-
-def arp_request(mac: str, src4: Optional[str], target: str) -> bytes:
-    hw = _mac(mac)
-    sender = ipaddress.IPv4Address(src4 or "0.0.0.0").packed
-    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + hw + sender + bytes(6) + \
-        ipaddress.IPv4Address(target).packed
-    return _ether(b"\xff" * 6, hw, ETH_P_ARP, None) + arp
-
-
-def neighbour_solicitation(mac: str, src6: str, target: str) -> bytes:
-    hw = _mac(mac)
-    tgt = ipaddress.IPv6Address(target).packed
-    dst = ipaddress.IPv6Address("ff02::1:ff00:0").packed[:13] + tgt[13:]
-    src = ipaddress.IPv6Address(src6).packed
-    msg = struct.pack("!BBHI", ND_NS, 0, 0, 0) + tgt + struct.pack("!BB", 1, 1) + hw
-    pseudo = src + dst + struct.pack("!I3xB", len(msg), 58)
-    msg = msg[:2] + struct.pack("!H", _csum(pseudo + msg)) + msg[4:]
-    return _ether(b"\x33\x33" + dst[12:], hw, ETH_P_IPV6, None) + _ip6(src, dst, 255, 58, msg)
-
-
-def sender(frame: bytes) -> Optional[str]:
-    """The IP address that sent an ARP or ND frame (None for other frames)."""
-    if len(frame) >= 42 and frame[12:14] == b"\x08\x06":
-        return str(ipaddress.IPv4Address(frame[28:32]))
-    if len(frame) >= 78 and frame[12:14] == b"\x86\xdd" and frame[20] == 58 \
-            and frame[54] in (ND_NS, ND_NA):
-        if frame[54] == ND_NA:        # the answer names the target it is for
-            return str(ipaddress.IPv6Address(frame[62:78]))
-        return str(ipaddress.IPv6Address(frame[22:38]))
-    return None
-
+from .frames import arp_request, neighbour_solicitation, sender
 
 class Prober:
     """Which slaves' paths are alive, from what their observers receive."""

@@ -4,8 +4,8 @@ import time
 
 from netfo.lab import GUEST_IP4, PEER_IP4, PF, TAP
 
-from conftest import Netfo
-from traffic import Capture, Stream, ping
+from support.harness import Netfo
+from support.traffic import Capture, Stream, ping
 
 
 def sent_via(lab, seconds=0.5, port=5020):

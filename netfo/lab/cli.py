@@ -49,8 +49,8 @@ def cmd_demo(args) -> int:
 
 
 def cmd_lab(args) -> int:
-    from .lab import Lab, LabError
-    from .links import NetfoError
+    from .topology import Lab, LabError
+    from ..errors import NetfoError
 
     lab = Lab(args.prefix, wire_like=getattr(args, "wire_like", False))
     try:

@@ -19,8 +19,8 @@ import pytest
 
 from netfo.lab import GUEST_IP4, GUEST_IP6, MAC, PEER_IP4, PEER_IP6
 
-from conftest import Netfo
-from traffic import Capture, ping
+from support.harness import Netfo
+from support.traffic import Capture, ping
 
 MB = 1 << 20
 SIZE = 64 * MB

@@ -25,9 +25,6 @@ MAC_MLDV2_ROUTERS = bytes.fromhex("333300000016")    # ff02::16
 MAC_IGMPV3_ROUTERS = bytes.fromhex("01005e000016")   # 224.0.0.22
 MODE_IS_EXCLUDE = 2
 NA_OVERRIDE = 0x20000000
-IFA_F_OPTIMISTIC, IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x04, 0x08, 0x40
-RT_SCOPE_HOST = 254
-IFF_UP = 0x1
 # A report must fit one 1500-byte frame: IPv4+RA (24) and IGMP (8) headers
 # then 8-byte records; IPv6 (40), hop-by-hop (8), MLD (8) then 20-byte records.
 IGMP_MAX_RECORDS = (1500 - 24 - 8) // 8       # 183
@@ -160,95 +157,6 @@ def mldv2_report(mac: str, src6: str, groups: list[str],
     return _ether(MAC_MLDV2_ROUTERS, hw, ETH_P_IPV6, vlan) + _ip6(src.packed, dst, 1, 0, hbh + msg)
 
 
-def _valid_ifname(ifname) -> bool:
-    return (isinstance(ifname, str) and 0 < len(ifname) < 16 and ifname not in (".", "..")
-            and not any(c in ifname for c in "/: \t\n"))
-
-
-def _read(path: str) -> list[str]:
-    try:
-        with open(path) as f:
-            return f.read().splitlines()
-    except OSError:
-        return []
-
-
-def _groups4(ifname: str) -> list[str]:
-    # /proc/net/igmp prints each group's __be32 with %08X, i.e. as the host
-    # reads it: pack it back in native order to get network order.
-    out, dev = [], None
-    for line in _read("/proc/net/igmp")[1:]:
-        if not line.startswith("\t"):
-            dev = line.split("\t", 1)[-1].split(":", 1)[0].strip()
-        elif dev == ifname and line.strip():
-            g = socket.inet_ntoa(struct.pack("=I", int(line.split()[0], 16)))
-            if g != "224.0.0.1" and g not in out:      # all-hosts is never reported
-                out.append(g)
-    return out
-
-
-def _groups6(ifname: str) -> list[str]:
-    out = []
-    for line in _read("/proc/net/igmp6"):
-        f = line.split()
-        if len(f) < 3 or f[1] != ifname:
-            continue
-        a = ipaddress.IPv6Address(bytes.fromhex(f[2]))
-        # As the kernel's MAF_NOREPORT: not all-nodes, not interface-local.
-        if a != ipaddress.IPv6Address("ff02::1") and a.packed[1] & 0xF >= 2 and str(a) not in out:
-            out.append(str(a))
-    return out
-
-
-def master_state(ifname: str) -> dict:
-    """What to announce for ifname, read now (no root needed). A missing
-    interface or file gives empty lists; only a malformed name raises.
-    Addresses still in duplicate address detection (or failed it) are left
-    out, as ndisc_send_unsol_na() does: announcing them would steal them.
-    "mac" (an addition) lets a VLAN device with its own MAC announce that."""
-    if not _valid_ifname(ifname):
-        raise ValueError(f"bad interface name: {ifname!r}")
-    state = {"ip4": [], "ip6": [], "link_local6": None, "groups4": [], "groups6": [],
-             "vlans": [], "mac": None}
-    try:
-        index = socket.if_nametoindex(ifname)
-    except OSError:
-        return state
-    state["groups4"], state["groups6"] = _groups4(ifname), _groups6(ifname)
-    try:
-        from pyroute2 import IPRoute
-        with IPRoute() as ipr:
-            for link in ipr.link("get", index=index):
-                state["mac"] = link.get_attr("IFLA_ADDRESS")
-            for m in ipr.get_addr(index=index):
-                flags = m.get_attr("IFA_FLAGS") or m["flags"]
-                if m["family"] == socket.AF_INET:
-                    state["ip4"].append(m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS"))
-                    continue
-                tentative = flags & IFA_F_TENTATIVE and not flags & IFA_F_OPTIMISTIC
-                if m["scope"] == RT_SCOPE_HOST or tentative or flags & IFA_F_DADFAILED:
-                    continue
-                a = m.get_attr("IFA_ADDRESS")
-                state["ip6"].append(a)
-                if (ipaddress.IPv6Address(a).is_link_local and state["link_local6"] is None
-                        and not flags & IFA_F_TENTATIVE):
-                    state["link_local6"] = a
-            for link in ipr.link("dump"):
-                info = link.get_attr("IFLA_LINKINFO")
-                data = info.get_attr("IFLA_INFO_DATA") if info is not None else None
-                # 802.1Q devices stacked right on ifname and up; a down one
-                # would drop what its announcement draws in.
-                if (link.get_attr("IFLA_LINK") == index and data is not None
-                        and info.get_attr("IFLA_INFO_KIND") == "vlan"
-                        and link.get_attr("IFLA_LINK_NETNSID") is None
-                        and (data.get_attr("IFLA_VLAN_PROTOCOL") or ETH_P_8021Q) == ETH_P_8021Q
-                        and link["flags"] & IFF_UP):
-                    state["vlans"].append((data.get_attr("IFLA_VLAN_ID"), link.get_attr("IFLA_IFNAME")))
-    except Exception:   # pyroute2 missing, netlink error, interface gone meanwhile
-        pass
-    return state
-
-
 def _frames(mac: str, st: dict, vlan: Optional[int]) -> list[bytes]:
     out = [garp(mac, a, vlan) for a in st.get("ip4") or ()]
     out += [unsolicited_na(mac, a, vlan=vlan) for a in st.get("ip6") or ()]
@@ -264,13 +172,50 @@ def _frames(mac: str, st: dict, vlan: Optional[int]) -> list[bytes]:
 
 
 def announcements(mac: str, state: dict,
-                  state_of: Callable[[str], dict] = master_state) -> list[bytes]:
+                  state_of: Optional[Callable[[str], dict]] = None) -> list[bytes]:
     """Every frame to send after a switch: GARPs, NAs and multicast reports
     for the master, then the same, tagged, for each VLAN device on it (the
     switch learns MACs per VLAN, so an untagged GARP does not move those).
-    state_of reads a VLAN device's state; tests pass a stub."""
+    state_of reads a VLAN device's state (netfo.kernel.master.master_state;
+    tests pass a stub)."""
     frames = _frames(mac, state, None)
     for vid, name in state.get("vlans") or ():
-        vst = state_of(name)
+        vst = state_of(name) if state_of else {}
         frames += _frames(vst.get("mac") or mac, vst, vid)
     return frames
+
+
+# -- path probes (netfo.probe) ---------------------------------------------
+
+ND_NS, ND_NA = 135, 136
+
+
+def arp_request(mac: str, src4: Optional[str], target: str) -> bytes:
+    hw = _mac(mac)
+    sender = ipaddress.IPv4Address(src4 or "0.0.0.0").packed
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + hw + sender + bytes(6) + \
+        ipaddress.IPv4Address(target).packed
+    return _ether(BROADCAST, hw, ETH_P_ARP, None) + arp
+
+
+def neighbour_solicitation(mac: str, src6: str, target: str) -> bytes:
+    hw = _mac(mac)
+    tgt = ipaddress.IPv6Address(target).packed
+    dst = ipaddress.IPv6Address("ff02::1:ff00:0").packed[:13] + tgt[13:]
+    src = ipaddress.IPv6Address(src6).packed
+    msg = struct.pack("!BBHI", ND_NS, 0, 0, 0) + tgt + struct.pack("!BB", 1, 1) + hw
+    pseudo = src + dst + struct.pack("!I3xB", len(msg), 58)
+    msg = msg[:2] + struct.pack("!H", _csum(pseudo + msg)) + msg[4:]
+    return _ether(b"\x33\x33" + dst[12:], hw, ETH_P_IPV6, None) + _ip6(src, dst, 255, 58, msg)
+
+
+def sender(frame: bytes) -> Optional[str]:
+    """The IP address that sent an ARP or ND frame (None for other frames)."""
+    if len(frame) >= 42 and frame[12:14] == b"\x08\x06":
+        return str(ipaddress.IPv4Address(frame[28:32]))
+    if len(frame) >= 78 and frame[12:14] == b"\x86\xdd" and frame[20] == 58 \
+            and frame[54] in (ND_NS, ND_NA):
+        if frame[54] == ND_NA:        # the answer names the target it is for
+            return str(ipaddress.IPv6Address(frame[62:78]))
+        return str(ipaddress.IPv6Address(frame[22:38]))
+    return None

@@ -1,6 +1,7 @@
 """AF_PACKET sockets bound to the slaves (PACKET_* options by hand)."""
 from __future__ import annotations
 
+import ctypes
 import socket
 import struct
 
@@ -51,3 +52,38 @@ def membership(fd: int, ifindex: int, mr_type: int, mac: bytes = b"", add: bool 
         s.setsockopt(SOL_PACKET, opt, mreq)
     finally:
         s.detach()
+
+
+# -- the prober's eyes --------------------------------------------------------
+
+SO_ATTACH_FILTER = 26
+ETH_P_ARP, ETH_P_IPV6 = 0x0806, 0x86DD
+
+# Classic BPF: keep ARP and ICMPv6 (no extension headers), drop the rest,
+# so the daemon never sees the bulk traffic.
+_FILTER = [
+    (0x28, 0, 0, 12),          # ldh [12]            ethertype
+    (0x15, 3, 0, ETH_P_ARP),   # jeq ARP -> accept
+    (0x15, 0, 3, ETH_P_IPV6),  # jne IPv6 -> drop
+    (0x30, 0, 0, 20),          # ldb [20]            IPv6 next header
+    (0x15, 0, 1, 58),          # jne ICMPv6 -> drop
+    (0x06, 0, 0, 0x40000),     # accept
+    (0x06, 0, 0, 0),           # drop
+]
+
+
+def observer(ifname: str) -> socket.socket:
+    """A socket that sees the ARP/ND frames ifname receives (not its own)."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        prog = b"".join(struct.pack("HBBI", *i) for i in _FILTER)
+        buf = ctypes.create_string_buffer(prog)
+        s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
+                     struct.pack("HL", len(_FILTER), ctypes.addressof(buf)))
+        s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        s.setblocking(False)
+        s.bind((ifname, ETH_P_ALL))
+    except BaseException:
+        s.close()
+        raise
+    return s

@@ -15,7 +15,10 @@ from typing import Optional
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from . import control, links
+from . import control
+from .errors import NetfoError
+from .kernel import links
+from .kernel.silence import Silencer
 
 log = logging.getLogger("netfo")
 
@@ -48,7 +51,7 @@ def forget(ifname: str) -> None:
 
 def restore_slave(ipr: IPRoute, index: int, entry: dict, gone: bool = False) -> None:
     """Undo what enslaving did to one link (sysctl, nft chain, MTU, admin)."""
-    links.Silencer(entry["master"]).unsilence(entry["name"], None if gone else entry["disable_ipv6"],
+    Silencer(entry["master"]).unsilence(entry["name"], None if gone else entry["disable_ipv6"],
                                               chain=entry["silenced_as"])
     if gone:
         return
@@ -82,7 +85,7 @@ def restore(ipr: IPRoute, journal: dict) -> None:
             ipr.link("del", index=master.index)
         except NetlinkError as e:
             log.error("cannot delete the master %s: %s", journal["ifname"], e)
-    links.Silencer(journal["ifname"]).destroy()
+    Silencer(journal["ifname"]).destroy()
     for index, entry in list(journal["slaves"].items()):
         restore_slave(ipr, int(index), entry)
     if links.get(ipr, index=sb["index"]) is None:
@@ -102,7 +105,7 @@ def recover(ifname: str) -> bool:
         return False
     pid = journal.get("pid")
     if pid and _alive(pid):
-        raise links.NetfoError(f"the daemon for {ifname} (pid {pid}) does not answer: "
+        raise NetfoError(f"the daemon for {ifname} (pid {pid}) does not answer: "
                                f"stop it (kill {pid}) and run netfo down {ifname} again")
     with IPRoute() as ipr:
         restore(ipr, journal)

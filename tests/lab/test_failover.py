@@ -3,7 +3,7 @@ import time
 
 from netfo.lab import GUEST_IP4, PEER_IP4, PF, TAP
 
-from traffic import Capture, Stream, ping
+from support.traffic import Capture, Stream, ping
 
 RATE = 2000          # frames/s each way: 0.5 ms apart, fine-grained enough to see a gap
 
@@ -95,9 +95,9 @@ def test_master_mtu_goes_to_both_slaves(lab, netfo):
 
 def test_mtu_refused_by_a_slave_is_rolled_back_everywhere(lab, netfo):
     import sys
-    from conftest import REPO
+    from support.harness import REPO
     # XDP on the VF's far end caps ens11's max MTU near one page (3506 here).
-    lab.run("src", sys.executable, f"{REPO}/tests/xdp_pass.py", PF)
+    lab.run("src", sys.executable, f"{REPO}/tests/support/xdp_pass.py", PF)
     lab.run("guest", "ip", "link", "set", "ens10", "mtu", "4000")
     deadline = time.monotonic() + 3
     while mtu(lab, "ens10") != 1500:

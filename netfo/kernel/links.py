@@ -1,20 +1,22 @@
-"""Netlink and friends: find links, rename, move addresses and routes, and
-keep the slaves' own IP stacks silent.  All kernel-facing control-plane code
-lives here so the daemon reads as a sequence of intentions."""
+"""Netlink: find links, read and change them, move addresses and routes.
+
+The daemon reads as a sequence of intentions because the pyroute2 calls
+live here."""
 from __future__ import annotations
 
 import errno
 import ipaddress
 import socket
 import struct
-import subprocess
 from typing import Iterable, Optional
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 
-from .group import Link
+from ..errors import NetfoError
+from .command import run
+from ..group import Link
 
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
@@ -25,10 +27,6 @@ RT_TABLE_LOCAL = 255
 # Routes the kernel or router advertisements made: they come back by
 # themselves and must not be copied as static routes.
 AUTO_PROTOS = {2, 9}          # RTPROT_KERNEL, RTPROT_RA
-
-
-class NetfoError(Exception):
-    """A failure to report to the user as one line."""
 
 
 def link_from_msg(msg) -> Link:
@@ -216,96 +214,3 @@ def flush_addresses(ipr: IPRoute, index: int, addrs: Iterable[dict]) -> None:
                      family=a["family"])
         except NetlinkError:
             pass
-
-
-# -- sysctls, nftables -------------------------------------------------------
-
-def sysctl_path(family: int, name: str, key: str) -> str:
-    return f"/proc/sys/net/ipv{4 if family == 4 else 6}/conf/{name}/{key}"
-
-
-def sysctl_get(family: int, name: str, key: str) -> Optional[str]:
-    try:
-        with open(sysctl_path(family, name, key)) as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def sysctl_set(family: int, name: str, key: str, value: str) -> None:
-    try:
-        with open(sysctl_path(family, name, key), "w") as f:
-            f.write(value)
-    except OSError as e:
-        raise NetfoError(f"cannot set net.ipv{family}.conf.{name}.{key}: {e.strerror}") from None
-
-
-def run(argv: list, stdin: Optional[str] = None) -> None:
-    try:
-        p = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=10)
-    except FileNotFoundError:
-        raise NetfoError(f"{argv[0]} not found: install it (e.g. apt-get install "
-                         f"{'nftables' if argv[0] == 'nft' else 'iproute2'})") from None
-    if p.returncode != 0:
-        raise NetfoError(f"{' '.join(argv)}: {p.stderr.strip()}")
-
-
-class Silencer:
-    """Keeps a slave's own IP stack out of the way of the master.
-
-    A frame for the master's IP that reaches a slave would otherwise also be
-    answered by the slave's stack (weak host model): duplicate ping replies,
-    ARP replies from the wrong interface.  An nftables netdev ingress chain
-    drops everything arriving on the slave; ETH_P_ALL packet sockets see the
-    frames before that hook, so netfo still gets them.  disable_ipv6 keeps
-    the slave from sending DAD, RS and MLD with the shared MAC.
-    """
-
-    def __init__(self, master: str):
-        self.table = f"netfo_{master}"
-
-    def silence(self, name: str) -> Optional[str]:
-        """Silence name; returns its old disable_ipv6, for unsilence()."""
-        self._drop_chain(name)      # a chain left by a deleted link of that name
-        old = sysctl_get(6, name, "disable_ipv6")
-        if old is not None:
-            sysctl_set(6, name, "disable_ipv6", "1")
-        run(["nft", "-f", "-"], stdin=(
-            f"table netdev {self.table} {{\n"
-            f"  chain in_{name} {{ type filter hook ingress device \"{name}\" priority -500; policy drop; }}\n"
-            f"}}\n"))
-        return old
-
-    def unsilence(self, name: str, old_disable_ipv6: Optional[str], chain: str = "") -> None:
-        """chain: the name the link had when silenced, if it was renamed since."""
-        self._drop_chain(chain or name)
-        if old_disable_ipv6 is not None:
-            sysctl_set(6, name, "disable_ipv6", old_disable_ipv6)
-
-    def _drop_chain(self, name: str) -> None:
-        try:
-            run(["nft", "delete", "chain", "netdev", self.table, f"in_{name}"])
-        except NetfoError:
-            pass
-
-    def destroy(self) -> None:
-        try:
-            run(["nft", "delete", "table", "netdev", self.table])
-        except NetfoError:
-            pass
-
-
-# -- the master's multicast list (no netlink notification exists: poll) -----
-
-def mcast_list(ifindex: int) -> set:
-    """Link-layer multicast addresses of ifindex, from /proc/net/dev_mcast."""
-    out = set()
-    try:
-        with open("/proc/net/dev_mcast") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 5 and int(parts[0]) == ifindex:
-                    out.add(bytes.fromhex(parts[4]))
-    except OSError:
-        pass
-    return out

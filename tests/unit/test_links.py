@@ -2,7 +2,7 @@
 (pure parsing, no root)."""
 import struct
 
-from netfo import links
+from netfo.kernel import links
 
 
 def message(kind: int, index: int, attrs: bytes = b"") -> bytes:

@@ -10,7 +10,7 @@ import time
 
 from netfo.lab import GUEST_IP4, PEER_IP4
 
-from traffic import Capture, Stream, ping
+from support.traffic import Capture, Stream, ping
 
 
 def checksums_ok(frames, proto):
@@ -38,7 +38,7 @@ def test_guest_checksums_are_completed_right_on_a_slave_without_offload(lab, net
 
 
 def test_network_checksums_reach_the_guest_right(wire_lab):
-    from conftest import Netfo
+    from support.harness import Netfo
     n = Netfo(wire_lab).start()
     try:
         cap = Capture(wire_lab, "guest", "ens10", f"src host {PEER_IP4} and (udp or icmp)")

@@ -3,9 +3,9 @@ import sys
 
 from netfo.lab import PEER_IP4, PF
 
-from conftest import REPO, Netfo
-from state import diff, snapshot
-from traffic import ping
+from support.harness import REPO, Netfo
+from support.state import diff, snapshot
+from support.traffic import ping
 
 
 def netfo_cli(lab, *argv, prefix=()):
@@ -74,7 +74,7 @@ def test_errors_are_one_line_and_leave_nothing(lab):
 
 
 def test_vf_that_cannot_take_the_mtu_is_refused(lab):
-    lab.run("src", sys.executable, f"{REPO}/tests/xdp_pass.py", PF)   # ens11 max MTU ~3.5K
+    lab.run("src", sys.executable, f"{REPO}/tests/support/xdp_pass.py", PF)   # ens11 max MTU ~3.5K
     lab.run("guest", "ip", "link", "set", "ens10", "mtu", "4000")
     before = snapshot(lab)
     assert_fails_cleanly(lab, before, ["up", "ens10"], "cannot take MTU 4000")
@@ -91,7 +91,7 @@ def test_second_up_and_slaves_are_refused_while_running(lab, netfo):
 def test_one_daemon_per_namespace(lab):
     """Two guests run `netfo up ens10` at once; status/down reach their own."""
     from netfo.lab import Lab
-    from conftest import unique_prefix
+    from support.harness import unique_prefix
     with Lab(unique_prefix(), log=lambda *_: None) as other:
         a, b = Netfo(lab).start(), Netfo(other).start()
         try:

@@ -1,8 +1,4 @@
-"""Fixtures for lab tests: a fresh namespace lab per test and netfo in it.
-
-Every lab has its own prefix (unique per run and test), and is removed on
-teardown whatever the test did, with the netfo daemon inside it.
-"""
+"""Running netfo in a lab's guest namespace, and names unique to one test."""
 from __future__ import annotations
 
 import json
@@ -17,7 +13,7 @@ import pytest
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="lab tests need root (network namespaces)")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def unique_prefix() -> str:
@@ -85,35 +81,3 @@ class Netfo:
                 self.proc.wait()
         self.log.close()
         self.proc = None
-
-
-@pytest.fixture
-def lab():
-    from netfo.lab import Lab
-    lab = Lab(unique_prefix(), log=lambda *_: None)
-    with lab:
-        yield lab
-
-
-@pytest.fixture
-def wire_lab():
-    from netfo.lab import Lab
-    lab = Lab(unique_prefix(), wire_like=True, log=lambda *_: None)
-    with lab:
-        yield lab
-
-
-@pytest.fixture
-def netfo(lab):
-    n = Netfo(lab).start()
-    try:
-        yield n
-    finally:
-        n.stop()
-
-
-def pytest_collection_modifyitems(config, items):
-    """Lab tests are skipped, with a reason, when not root."""
-    for item in items:
-        if "lab" in item.fixturenames or "wire_lab" in item.fixturenames:
-            item.add_marker(needs_root)

@@ -321,7 +321,7 @@ def watch(ifname: str, interval: float) -> None:
     which slave transmits, which slaves exist; one sample line per poll.
     Link and neighbour events come as "link"/"neigh" lines in between."""
     import threading
-    from . import control
+    from .. import control
     stop = _Stop()
     lock = threading.Lock()
 

@@ -1,7 +1,7 @@
 """Ping and status through netfo in the namespace lab."""
 from netfo.lab import GUEST_IP4, PEER_IP4, PEER_IP6
 
-from traffic import ping
+from support.traffic import ping
 
 
 def test_ping_no_loss_no_duplicates(lab, netfo):

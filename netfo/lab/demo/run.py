@@ -79,7 +79,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from .links import NetfoError
+from ...errors import NetfoError
 
 IFNAME = "ens10"
 PRE_S, POST_S = 1.0, 1.5           # steady traffic before the first / after the last step
@@ -212,7 +212,7 @@ class Run:
 class Demo:
     def __init__(self, prefix: str = "demo", rate: float = 10000, keep: bool = False,
                  wire_like: bool = False, progress: Callable[[str], None] = print):
-        from .lab import Lab
+        from ..topology import Lab
         self.say = progress
         self.rate, self.keep = rate, keep
         self.lab = Lab(prefix, wire_like=wire_like, log=self._lab_log)
@@ -243,7 +243,7 @@ class Demo:
 
     # -- the run
     def run(self) -> Run:
-        from .lab import GUEST_IP4, PEER_IP4, LabError
+        from ..topology import GUEST_IP4, PEER_IP4, LabError
         lab = self.lab
         if os.geteuid() != 0:
             raise NetfoError("netfo demo needs root (it builds network namespaces): run it with sudo")
@@ -258,7 +258,7 @@ class Demo:
             self.built = True
             # netfo names its log after the network namespace (control.run_path);
             # known now, so that even a failed `netfo up` leaves no file behind.
-            from . import control
+            from ... import control
             ino = os.stat(os.path.join(NETNS_DIR, lab.guest)).st_ino
             self.daemon_log = os.path.join(control.RUN_DIR, f"net{ino}-{IFNAME}.log")
             self._netfo_up()
@@ -504,7 +504,7 @@ def _guest_events(run: Run) -> list:
     """Guest netlink events worth a line (a link appearing, vanishing, going
     up/down, gaining/losing carrier; the peer's ARP/ND entry on the master
     changing state) and netfo's own log lines, from the stream start on."""
-    from .lab import PEER_IP4, PEER_IP6
+    from ..topology import PEER_IP4, PEER_IP6
     out, last, neigh = [], {}, {}
     for e in sorted(run.events, key=lambda e: e["t"]):
         what = None
@@ -547,7 +547,7 @@ def _guest_events(run: Run) -> list:
 
 def _arp_outages(run: Run) -> list:
     """(flushed, resolved) monotonic times of the guest's ARP entry of the peer."""
-    from .lab import PEER_IP4
+    from ..topology import PEER_IP4
     out, deleted = [], None
     for e in sorted(run.events, key=lambda e: e["t"]):
         if e["event"] != "neigh" or e["dst"] != PEER_IP4 or e["dev"] != IFNAME:
@@ -584,7 +584,7 @@ def _ready_slaves(run: Run, at: float) -> list:
     """[(name, since)] of the slaves that, per the guest's netlink events, were
     up with carrier at `at`. The watcher stamps an event when it reads it, a
     few ms late under load: this errs towards "none was ready"."""
-    from .lab import VF_IF
+    from ..topology import VF_IF
     state: dict = {}
     for e in sorted(run.events, key=lambda e: e["t"]):
         if e["event"] != "link" or e["t"] > at or e["name"] not in (VF_IF, IFNAME + "nsby"):
@@ -599,7 +599,7 @@ def _ready_slaves(run: Run, at: float) -> list:
 
 def _notes(run: Run, directions: dict) -> list:
     """Plain-language explanations of what the events show about the losses."""
-    from .lab import PEER_IP4
+    from ..topology import PEER_IP4
     notes = []
     for off, on in _carrier_gaps(run):
         ready = _ready_slaves(run, off)

@@ -15,7 +15,8 @@ from scapy.layers.inet6 import (ICMPv6MLDMultAddrRec, ICMPv6MLReport2, ICMPv6ND_
                                 IPv6, IPv6ExtHdrHopByHop, RouterAlert)
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
-from netfo import notify
+from netfo import frames as build
+from netfo.kernel import master
 
 MAC = "52:54:00:00:12:53"
 VMAC = "52:54:00:00:99:01"
@@ -48,10 +49,10 @@ def checksums_ok(frame: bytes, *fields) -> bool:
 
 def test_checksum_check_is_not_vacuous():
     """A wrong checksum must fail checksums_ok(), or the asserts below prove nothing."""
-    cases = [(notify.unsolicited_na(MAC, "2001:db8::10"), [(ICMPv6ND_NA, "cksum")], 14 + 40 + 2),
-             (notify.igmpv3_report(MAC, "192.0.2.1", ["239.1.1.1"]), [(IP, "chksum")], 14 + 10),
-             (notify.igmpv3_report(MAC, "192.0.2.1", ["239.1.1.1"]), [(IGMPv3, "chksum")], 14 + 24 + 2),
-             (notify.mldv2_report(MAC, "fe80::1", ["ff02::fb"]), [(ICMPv6MLReport2, "cksum")], 14 + 48 + 2)]
+    cases = [(build.unsolicited_na(MAC, "2001:db8::10"), [(ICMPv6ND_NA, "cksum")], 14 + 40 + 2),
+             (build.igmpv3_report(MAC, "192.0.2.1", ["239.1.1.1"]), [(IP, "chksum")], 14 + 10),
+             (build.igmpv3_report(MAC, "192.0.2.1", ["239.1.1.1"]), [(IGMPv3, "chksum")], 14 + 24 + 2),
+             (build.mldv2_report(MAC, "fe80::1", ["ff02::fb"]), [(ICMPv6MLReport2, "cksum")], 14 + 48 + 2)]
     for frame, fields, at in cases:
         assert checksums_ok(frame, *fields)
         bad = frame[:at] + bytes([frame[at] ^ 0xFF]) + frame[at + 1:]
@@ -70,7 +71,7 @@ def tag(pkt, vlan):
 
 @pytest.mark.parametrize("vlan", [None, 1, 100, 4094])
 def test_garp(vlan):
-    f = notify.garp(MAC, "192.0.2.10", vlan=vlan)
+    f = build.garp(MAC, "192.0.2.10", vlan=vlan)
     assert len(f) == 42 + (4 if vlan else 0)
     p = Ether(f)
     assert p[Ether].dst == "ff:ff:ff:ff:ff:ff" and p[Ether].src == MAC
@@ -90,7 +91,7 @@ def test_garp(vlan):
     (MAC, "192.0.2.1", 4095)])
 def test_garp_bad_arguments(mac, ip, vlan):
     with pytest.raises(ValueError):
-        notify.garp(mac, ip, vlan=vlan)
+        build.garp(mac, ip, vlan=vlan)
 
 
 # -- unsolicited NA --------------------------------------------------------------
@@ -98,7 +99,7 @@ def test_garp_bad_arguments(mac, ip, vlan):
 @pytest.mark.parametrize("src6,vlan", [(None, None), ("fe80::5054:ff:fe00:1253", None),
                                        (None, 42)])
 def test_unsolicited_na(src6, vlan):
-    f = notify.unsolicited_na(MAC, "2001:db8::10", src6=src6, vlan=vlan)
+    f = build.unsolicited_na(MAC, "2001:db8::10", src6=src6, vlan=vlan)
     p = Ether(f)
     assert p[Ether].dst == "33:33:00:00:00:01" and p[Ether].src == MAC
     tag(p, vlan)
@@ -116,16 +117,16 @@ def test_unsolicited_na(src6, vlan):
 
 
 def test_unsolicited_na_checksum_covers_source():
-    a = Ether(notify.unsolicited_na(MAC, "2001:db8::10"))[ICMPv6ND_NA].cksum
-    b = Ether(notify.unsolicited_na(MAC, "2001:db8::10", src6="fe80::1"))[ICMPv6ND_NA].cksum
+    a = Ether(build.unsolicited_na(MAC, "2001:db8::10"))[ICMPv6ND_NA].cksum
+    b = Ether(build.unsolicited_na(MAC, "2001:db8::10", src6="fe80::1"))[ICMPv6ND_NA].cksum
     assert a != b
 
 
 def test_unsolicited_na_bad_arguments():
     with pytest.raises(ValueError):
-        notify.unsolicited_na(MAC, "192.0.2.1")
+        build.unsolicited_na(MAC, "192.0.2.1")
     with pytest.raises(ValueError):
-        notify.unsolicited_na(MAC, "2001:db8::1", src6="nonsense")
+        build.unsolicited_na(MAC, "2001:db8::1", src6="nonsense")
 
 
 # -- IGMPv3 ------------------------------------------------------------------------
@@ -133,7 +134,7 @@ def test_unsolicited_na_bad_arguments():
 @pytest.mark.parametrize("vlan", [None, 7])
 def test_igmpv3_report(vlan):
     groups = ["239.1.2.3", "224.0.0.251", "232.0.0.1"]
-    f = notify.igmpv3_report(MAC, "192.0.2.10", groups, vlan=vlan)
+    f = build.igmpv3_report(MAC, "192.0.2.10", groups, vlan=vlan)
     p = Ether(f)
     assert p[Ether].dst == "01:00:5e:00:00:16" and p[Ether].src == MAC
     tag(p, vlan)
@@ -154,10 +155,10 @@ def test_igmpv3_report(vlan):
 
 def test_igmpv3_report_limits():
     with pytest.raises(ValueError):
-        notify.igmpv3_report(MAC, "192.0.2.10", ["192.0.2.1"])        # not multicast
+        build.igmpv3_report(MAC, "192.0.2.10", ["192.0.2.1"])        # not multicast
     with pytest.raises(ValueError):
-        notify.igmpv3_report(MAC, "192.0.2.10", ["239.0.0.1"] * (notify.IGMP_MAX_RECORDS + 1))
-    full = notify.igmpv3_report(MAC, "0.0.0.0", ["239.0.0.1"] * notify.IGMP_MAX_RECORDS)
+        build.igmpv3_report(MAC, "192.0.2.10", ["239.0.0.1"] * (build.IGMP_MAX_RECORDS + 1))
+    full = build.igmpv3_report(MAC, "0.0.0.0", ["239.0.0.1"] * build.IGMP_MAX_RECORDS)
     assert len(full) - 14 <= 1500 and Ether(full)[IP].src == "0.0.0.0"
 
 
@@ -166,7 +167,7 @@ def test_igmpv3_report_limits():
 @pytest.mark.parametrize("vlan", [None, 300])
 def test_mldv2_report(vlan):
     groups = ["ff02::1:ff00:10", "ff02::fb", "ff05::1:3"]
-    f = notify.mldv2_report(MAC, "fe80::5054:ff:fe00:1253", groups, vlan=vlan)
+    f = build.mldv2_report(MAC, "fe80::5054:ff:fe00:1253", groups, vlan=vlan)
     p = Ether(f)
     assert p[Ether].dst == "33:33:00:00:00:16" and p[Ether].src == MAC
     tag(p, vlan)
@@ -188,12 +189,12 @@ def test_mldv2_report(vlan):
 
 def test_mldv2_report_limits():
     with pytest.raises(ValueError):
-        notify.mldv2_report(MAC, "2001:db8::1", ["ff02::fb"])    # source not link-local
+        build.mldv2_report(MAC, "2001:db8::1", ["ff02::fb"])    # source not link-local
     with pytest.raises(ValueError):
-        notify.mldv2_report(MAC, "fe80::1", ["2001:db8::1"])     # not multicast
+        build.mldv2_report(MAC, "fe80::1", ["2001:db8::1"])     # not multicast
     with pytest.raises(ValueError):
-        notify.mldv2_report(MAC, "fe80::1", ["ff02::fb"] * (notify.MLD_MAX_RECORDS + 1))
-    full = notify.mldv2_report(MAC, "::", ["ff02::fb"] * notify.MLD_MAX_RECORDS)
+        build.mldv2_report(MAC, "fe80::1", ["ff02::fb"] * (build.MLD_MAX_RECORDS + 1))
+    full = build.mldv2_report(MAC, "::", ["ff02::fb"] * build.MLD_MAX_RECORDS)
     assert len(full) - 14 <= 1500 and checksums_ok(full, (ICMPv6MLReport2, "cksum"))
 
 
@@ -222,7 +223,7 @@ def kinds(frames):
 
 def test_announcements_counts_and_order():
     asked = []
-    frames = notify.announcements(MAC, STATE, state_of=lambda n: asked.append(n) or VSTATE)
+    frames = build.announcements(MAC, STATE, state_of=lambda n: asked.append(n) or VSTATE)
     assert asked == ["ens10.100"]
     assert kinds(frames) == [(None, "arp", MAC)] * 2 + [(None, "na", MAC)] * 2 + [
         (None, "igmp", MAC), (None, "mld", MAC),
@@ -241,21 +242,21 @@ def test_announcements_counts_and_order():
 
 def test_announcements_vlan_without_own_mac_uses_masters():
     vst = dict(VSTATE, mac=None)
-    frames = notify.announcements(MAC, STATE, state_of=lambda n: vst)
+    frames = build.announcements(MAC, STATE, state_of=lambda n: vst)
     assert {src for _, _, src in kinds(frames)} == {MAC}
 
 
 def test_announcements_edge_cases():
     empty = {"ip4": [], "ip6": [], "link_local6": None, "groups4": [], "groups6": [], "vlans": []}
-    assert notify.announcements(MAC, empty) == []
+    assert build.announcements(MAC, empty) == []
     only_groups = dict(empty, groups4=["239.0.0.%d" % i for i in range(1, 201)],
                        groups6=["ff0e::%x" % i for i in range(1, 101)])
-    frames = notify.announcements(MAC, only_groups)
+    frames = build.announcements(MAC, only_groups)
     k = [kind for _, kind, _ in kinds(frames)]
     assert k == ["igmp", "igmp", "mld", "mld"]          # split to fit 1500 bytes
     p = [Ether(f) for f in frames]
-    assert [x[IGMPv3_MR].numgrp for x in p[:2]] == [notify.IGMP_MAX_RECORDS, 200 - notify.IGMP_MAX_RECORDS]
-    assert [x[ICMPv6MLReport2].records_number for x in p[2:]] == [notify.MLD_MAX_RECORDS, 100 - notify.MLD_MAX_RECORDS]
+    assert [x[IGMPv3_MR].numgrp for x in p[:2]] == [build.IGMP_MAX_RECORDS, 200 - build.IGMP_MAX_RECORDS]
+    assert [x[ICMPv6MLReport2].records_number for x in p[2:]] == [build.MLD_MAX_RECORDS, 100 - build.MLD_MAX_RECORDS]
     assert [r.maddr for x in p[:2] for r in x[IGMPv3_MR].records] == only_groups["groups4"]
     assert [r.dst for x in p[2:] for r in mld_records(x[ICMPv6MLReport2])] == only_groups["groups6"]
     assert p[0][IP].src == "0.0.0.0" and p[2][IPv6].src == "::"
@@ -267,7 +268,7 @@ KEYS = {"ip4", "ip6", "link_local6", "groups4", "groups6", "vlans"}
 
 
 def test_master_state_lo():
-    st = notify.master_state("lo")
+    st = master.master_state("lo")
     assert KEYS <= set(st)
     assert "127.0.0.1" in st["ip4"]
     assert "::1" not in st["ip6"]                      # host scope: nothing to announce
@@ -277,7 +278,7 @@ def test_master_state_lo():
 
 
 def test_master_state_missing_interface():
-    st = notify.master_state("nonexist0")
+    st = master.master_state("nonexist0")
     assert st["ip4"] == st["ip6"] == st["groups4"] == st["groups6"] == st["vlans"] == []
     assert st["link_local6"] is None
 
@@ -285,7 +286,7 @@ def test_master_state_missing_interface():
 @pytest.mark.parametrize("bad", ["", "a" * 16, "a/b", "a:1", "a b", None, 3])
 def test_master_state_bad_name(bad):
     with pytest.raises(ValueError):
-        notify.master_state(bad)
+        master.master_state(bad)
 
 
 def hex4(g):            # /proc/net/igmp prints the __be32 as the host reads it
@@ -310,14 +311,14 @@ def test_proc_parsing(monkeypatch):
              "6    ens10           ff0200000000000000000000000000fb     1 00000004 0",
              "7    ens10.100       ff0200000000000000000001ff000001     1 00000004 0"]
     files = {"/proc/net/igmp": igmp, "/proc/net/igmp6": igmp6}
-    monkeypatch.setattr(notify, "_read", lambda path: files.get(path, []))
-    assert notify._groups4("ens10") == ["224.0.0.251", "239.9.9.9"]
-    assert notify._groups4("ens10nsbyab") == ["239.1.2.3"]
-    assert notify._groups4("lo") == [] and notify._groups4("eth9") == []
-    assert notify._groups6("ens10") == ["ff02::1:ff00:10", "ff02::fb"]
-    assert notify._groups6("ens10.100") == ["ff02::1:ff00:1"]
+    monkeypatch.setattr(master, "_read", lambda path: files.get(path, []))
+    assert master._groups4("ens10") == ["224.0.0.251", "239.9.9.9"]
+    assert master._groups4("ens10nsbyab") == ["239.1.2.3"]
+    assert master._groups4("lo") == [] and master._groups4("eth9") == []
+    assert master._groups6("ens10") == ["ff02::1:ff00:10", "ff02::fb"]
+    assert master._groups6("ens10.100") == ["ff02::1:ff00:1"]
     files.clear()
-    assert notify._groups4("ens10") == [] and notify._groups6("ens10") == []
+    assert master._groups4("ens10") == [] and master._groups6("ens10") == []
 
 
 class FakeMsg(dict):
@@ -370,9 +371,9 @@ class FakeIPRoute:
 def test_master_state_filters(monkeypatch):
     import pyroute2
     monkeypatch.setattr(pyroute2, "IPRoute", FakeIPRoute)
-    monkeypatch.setattr(notify.socket, "if_nametoindex", lambda name: 6)
-    monkeypatch.setattr(notify, "_read", lambda path: [])
-    st = notify.master_state("ens10")
+    monkeypatch.setattr(master.socket, "if_nametoindex", lambda name: 6)
+    monkeypatch.setattr(master, "_read", lambda path: [])
+    st = master.master_state("ens10")
     assert st["ip4"] == ["192.0.2.10", "10.0.0.1"]            # the local end, not the peer
     assert st["ip6"] == ["2001:db8::10", "2001:db8::b0", "fe80::aaaa", "fe80::5054:ff:fe00:1253"]
     assert st["link_local6"] == "fe80::5054:ff:fe00:1253"     # not the optimistic one
@@ -387,6 +388,6 @@ def test_master_state_survives_netlink_errors(monkeypatch):
         def get_addr(self, index=None):
             raise OSError("gone")
     monkeypatch.setattr(pyroute2, "IPRoute", Broken)
-    monkeypatch.setattr(notify.socket, "if_nametoindex", lambda name: 6)
-    st = notify.master_state("ens10")
+    monkeypatch.setattr(master.socket, "if_nametoindex", lambda name: 6)
+    st = master.master_state("ens10")
     assert st["ip4"] == [] and st["vlans"] == [] and KEYS <= set(st)

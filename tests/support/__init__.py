@@ -1,0 +1,1 @@
+"""Helpers for the lab tests: the netfo process, traffic, machine state."""
