@@ -44,6 +44,7 @@ import threading
 import time
 from typing import Callable, Optional
 
+from netfo import spawn
 from netfo.lab.demo import run as demo
 from netfo.lab import GUEST_IP4, PEER_IP4, PF, VF_IF, Lab, LabError
 from netfo.errors import NetfoError
@@ -140,7 +141,7 @@ class Tool(demo.Tool):
         self.sample: Optional[dict] = None          # the watcher's latest sample
         self.vf_events: list[dict] = []             # the watcher's netlink events of ens11
         self.changed = threading.Condition()
-        super().__init__(name, ns, *args, cwd=REPO)
+        super().__init__(name, ns, *args)
 
     def on_event(self, obj: dict) -> bool:
         ev = obj.get("event")
@@ -183,17 +184,16 @@ class Netfo:
         self.proc: Optional[subprocess.Popen] = None
 
     def cli(self, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess:
-        return subprocess.run(["ip", "netns", "exec", self.lab.guest, sys.executable, "-m", "netfo",
-                               *argv], capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                              env=dict(os.environ, PYTHONPATH=REPO))
+        return subprocess.run(["ip", "netns", "exec", self.lab.guest, *spawn.netfo(*argv)],
+                              capture_output=True, text=True, timeout=timeout,
+                              cwd=spawn.NEUTRAL_CWD)
 
     def start(self) -> None:
         log = open(self.logfile, "w")
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.lab.guest, sys.executable, "-m", "netfo", "up", IFNAME,
-             "--foreground", *self.args], stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
-            env=dict(os.environ, PYTHONPATH=REPO))
+            ["ip", "netns", "exec", self.lab.guest,
+             *spawn.netfo("up", IFNAME, "--foreground", *self.args)], stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT, cwd=spawn.NEUTRAL_CWD, start_new_session=True)
         log.close()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

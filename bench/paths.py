@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Callable, ContextManager, Iterator
 
+from netfo import spawn
 from netfo.lab import GUEST_IP4, MAC, VF_IF, VIRTIO_IF, Lab
 
 from . import ovs
@@ -116,8 +117,9 @@ def python(lab: Lab) -> Iterator[int]:
 @contextlib.contextmanager
 def netfo(lab: Lab, *args: str) -> Iterator[int]:
     """`netfo up ens10 --foreground` in the guest; the VF is the primary."""
-    proc = lab.popen("guest", sys.executable, "-m", "netfo", "up", MASTER, "--foreground", *args,
-                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    proc = lab.popen("guest", *spawn.netfo("up", MASTER, "--foreground", *args),
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                     cwd=spawn.NEUTRAL_CWD,
                      start_new_session=True)
     netns = os.stat(f"/var/run/netns/{lab.guest}").st_ino
     try:
@@ -125,7 +127,7 @@ def netfo(lab: Lab, *args: str) -> Iterator[int]:
         while True:
             if proc.poll() is not None:
                 raise BenchError(f"netfo up exited {proc.returncode}: {proc.stderr.read().strip()[-300:]}")
-            st = lab.run("guest", sys.executable, "-m", "netfo", "status", MASTER, "--json",
+            st = lab.run("guest", *spawn.netfo("status", MASTER, "--json"),
                          check=False)
             if st.returncode == 0 and json.loads(st.stdout).get("active") == "primary":
                 break
@@ -136,7 +138,7 @@ def netfo(lab: Lab, *args: str) -> Iterator[int]:
     finally:
         # `netfo down` restores the guest and ends the daemon (SIGTERM would too).
         if proc.poll() is None:
-            lab.run("guest", sys.executable, "-m", "netfo", "down", MASTER, check=False)
+            lab.run("guest", *spawn.netfo("down", MASTER), check=False)
         _stop(proc)
         for suffix in ("log", "journal"):   # the daemon's files for this namespace
             with contextlib.suppress(OSError):

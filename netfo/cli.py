@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Optional
 
-from . import control
+from . import control, spawn
 from .errors import NetfoError
 
 def _setup_logging(ifname: str) -> None:
@@ -24,9 +24,14 @@ def _setup_logging(ifname: str) -> None:
 def cmd_up(args) -> int:
     if not args.foreground:
         return _spawn_daemon(args)
-    from .daemon import Daemon     # needs pyroute2 + the extension: only here
     _setup_logging(args.ifname)
     ready_fd = args.ready_fd
+    try:
+        from .daemon import Daemon     # needs pyroute2 + the extension: only here
+    except NetfoError as e:
+        _tell(ready_fd, f"error: {e}")
+        print(f"netfo: {e}", file=sys.stderr)
+        return 1
     from .group import Policy
     from .probe import Prober
     try:
@@ -70,12 +75,12 @@ def _tell(fd: Optional[int], line: str) -> None:
 def _spawn_daemon(args) -> int:
     """Run `up --foreground` detached; return when the master is ready."""
     rd, wr = os.pipe()
-    argv = [sys.executable, "-m", "netfo", "up", args.ifname, "--foreground",
+    argv = spawn.netfo("up", args.ifname, "--foreground",
             "--rx-policy", args.rx_policy, "--threads", str(args.threads),
             "--busy-poll", str(args.busy_poll), "--updelay", str(args.updelay),
             "--downdelay", str(args.downdelay), "--reselect", args.reselect,
             "--miimon", str(args.miimon), "--notify-count", str(args.notify_count),
-            "--notify-interval", str(args.notify_interval), "--ready-fd", str(wr)]
+            "--notify-interval", str(args.notify_interval), "--ready-fd", str(wr))
     if args.no_resend:
         argv.append("--no-resend")
     for t in args.arp_target:
@@ -89,7 +94,7 @@ def _spawn_daemon(args) -> int:
     fresh = not os.path.exists(path)
     with open(path, "a") as logf:
         subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                         pass_fds=(wr,), start_new_session=True)
+                         pass_fds=(wr,), start_new_session=True, cwd=spawn.NEUTRAL_CWD)
     os.close(wr)
     with os.fdopen(rd) as f:
         line = f.readline().strip()

@@ -20,10 +20,17 @@ from typing import Callable, Optional
 
 from pyroute2 import IPRoute
 
-from . import _fastpath, control, frames, journal, probe
-from .kernel import links, master, packet, silence, tap
-from .group import Enslave, Group, Ignore, Link, Policy, Release, Role
+from . import control, frames, journal, probe
 from .errors import NetfoError
+
+try:
+    from . import _fastpath
+except ImportError as e:            # say it in one line: this is an install problem
+    raise NetfoError(f"netfo's compiled datapath (netfo._fastpath) is missing ({e}): "
+                     "reinstall netfo where a C compiler and the Python headers are "
+                     "installed (apt-get install gcc python3-dev)") from None
+from .group import Enslave, Group, Ignore, Link, Policy, Release, Role
+from .kernel import links, master, packet, silence, tap
 
 log = logging.getLogger("netfo")
 
@@ -136,11 +143,11 @@ class Daemon:
         if journal.load(self.ifname) is not None:
             raise NetfoError(f"netfo did not shut down cleanly on {self.ifname}: "
                              f"run `netfo down {self.ifname}` to restore it first")
-        for master in control.list_daemons():
-            st = control.request(master, "status") or {}
+        for other in control.list_daemons():
+            st = control.request(other, "status") or {}
             if self.ifname in [sl["name"] for sl in st.get("slaves", [])]:
-                raise NetfoError(f"{self.ifname} is already in the failover group of {master} "
-                                 f"(netfo down {master} first)")
+                raise NetfoError(f"{self.ifname} is already in the failover group of {other} "
+                                 f"(netfo down {other} first)")
         sb = links.get(self.ipr, name=self.ifname)
         if sb is None:
             raise NetfoError(f"no interface named {self.ifname}: pick one from `ip link`")

@@ -14,7 +14,6 @@ so they import anywhere; master_state() reads the kernel through pyroute2.
 from __future__ import annotations
 
 import ipaddress
-import socket
 import struct
 from typing import Callable, Optional
 

@@ -7,9 +7,11 @@ from support.harness import REPO, Netfo
 from support.state import diff, snapshot
 from support.traffic import ping
 
+from netfo import spawn
+
 
 def netfo_cli(lab, *argv, prefix=()):
-    return lab.run("guest", *prefix, sys.executable, "-m", "netfo", *argv, check=False, timeout=60)
+    return lab.run("guest", *prefix, *spawn.netfo(*argv), check=False, timeout=60)
 
 
 def test_down_restores_links_addresses_routes_sysctls(lab):

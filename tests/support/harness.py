@@ -6,10 +6,11 @@ import os
 import random
 import string
 import subprocess
-import sys
 import time
 
 import pytest
+
+from netfo import spawn
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="lab tests need root (network namespaces)")
@@ -29,16 +30,16 @@ class Netfo:
         self.logfile = f"/tmp/netfo-{lab.prefix}.log"
 
     def cli(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
-        p = self.lab.run("guest", sys.executable, "-m", "netfo", *argv, check=False, timeout=60)
+        p = self.lab.run("guest", *spawn.netfo(*argv), check=False, timeout=60)
         if check and p.returncode != 0:
             raise AssertionError(f"netfo {' '.join(argv)} failed: {p.stderr.strip()}")
         return p
 
     def start(self) -> "Netfo":
         self.log = open(self.logfile, "w")
-        self.proc = self.lab.popen("guest", sys.executable, "-m", "netfo", "up", self.ifname,
-                                   "--foreground", *self.args, stdout=self.log,
-                                   stderr=subprocess.STDOUT, cwd=REPO)
+        self.proc = self.lab.popen("guest", *spawn.netfo("up", self.ifname, "--foreground",
+                                                          *self.args),
+                                   stdout=self.log, stderr=subprocess.STDOUT, cwd=spawn.NEUTRAL_CWD)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

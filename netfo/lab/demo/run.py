@@ -79,6 +79,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from ... import spawn
 from ...errors import NetfoError
 
 IFNAME = "ens10"
@@ -92,7 +93,6 @@ PORT_G2P, PORT_P2G, PORT_TCP = 5001, 5002, 5003
 DIRECTIONS = (("guest_to_peer", "guest→peer"), ("peer_to_guest", "peer→guest"))
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) netfo\[[^\]]*\] \w+ (.*)$")
 NETNS_DIR = "/var/run/netns"
-PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Interrupted(KeyboardInterrupt):
@@ -107,19 +107,16 @@ class Tool:
 
     who = "demo: "              # how errors name the caller
 
-    def __init__(self, name: str, ns: str, *args: str, cwd: Optional[str] = None):
+    def __init__(self, name: str, ns: str, *args: str):
         self.name = name
         self.samples: list[dict] = []
         self.events: list[dict] = []
-        env = dict(os.environ)
-        env["PYTHONPATH"] = PKG_PARENT + (os.pathsep + env["PYTHONPATH"]
-                                          if env.get("PYTHONPATH") else "")
         # A session of its own: the terminal's Ctrl-C reaches only the demo,
         # which stops the tools itself (in order, collecting their results).
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-m", "netfo.stream", *args],
+            ["ip", "netns", "exec", ns, *spawn.python("netfo.lab.stream", *args)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, start_new_session=True, env=env, cwd=cwd)
+            text=True, start_new_session=True, cwd=spawn.NEUTRAL_CWD)
         self.lines: "queue.Queue[Optional[dict]]" = queue.Queue()
         self.stderr = ""
         self.result: Optional[dict] = None
@@ -319,10 +316,8 @@ class Demo:
 
     def _netfo_up(self) -> None:
         self.say(f"  netfo up {IFNAME} (in {self.lab.guest})")
-        env = dict(os.environ)
-        env["PYTHONPATH"] = PKG_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        p = subprocess.run(["ip", "netns", "exec", self.lab.guest, sys.executable, "-m", "netfo",
-                            "up", IFNAME], capture_output=True, text=True, timeout=60, env=env)
+        p = subprocess.run(["ip", "netns", "exec", self.lab.guest, *spawn.netfo("up", IFNAME)],
+                           capture_output=True, text=True, timeout=60, cwd=spawn.NEUTRAL_CWD)
         out = (p.stdout + p.stderr).strip()
         if "daemon log: " in out:
             self.daemon_log = out.split("daemon log: ", 1)[1].split(")", 1)[0]
@@ -390,9 +385,8 @@ class Demo:
         if keep or not self.built:
             return
         if self.netfo_up and self.lab.exists():
-            subprocess.run(["ip", "netns", "exec", self.lab.guest, sys.executable, "-m", "netfo",
-                            "down", IFNAME], capture_output=True, text=True, timeout=60,
-                           env={**os.environ, "PYTHONPATH": PKG_PARENT})
+            subprocess.run(["ip", "netns", "exec", self.lab.guest, *spawn.netfo("down", IFNAME)],
+                           capture_output=True, text=True, timeout=60, cwd=spawn.NEUTRAL_CWD)
         self.lab.down()
         if self.daemon_log:
             try:
