@@ -45,7 +45,7 @@ import time
 from typing import Callable, Optional
 
 from netfo import spawn
-from netfo.lab.demo import run as demo
+from netfo.lab import tool as stream_tool
 from netfo.lab import GUEST_IP4, PEER_IP4, PF, VF_IF, Lab, LabError
 from netfo.errors import NetfoError
 
@@ -132,7 +132,7 @@ DEFAULT_CAUSES = ("deleted", "carrier", "admin", "blackhole")
 
 # ------------------------------------------------------------------ tools
 
-class Tool(demo.Tool):
+class Tool(stream_tool.Tool):
     """The demo's stream tool; the bench keeps only the watcher's latest
     sample (waking whoever waits for it) and the VF's own link events."""
     who = ""
