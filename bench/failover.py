@@ -44,8 +44,7 @@ import threading
 import time
 from typing import Callable, Optional
 
-from netfo import spawn
-from netfo.lab import tool as stream_tool
+from netfo.lab import harness, tool as stream_tool
 from netfo.lab import GUEST_IP4, PEER_IP4, PF, VF_IF, Lab, LabError
 from netfo.errors import NetfoError
 
@@ -176,56 +175,9 @@ class Tool(stream_tool.Tool):
             self.proc.wait()
 
 
-class Netfo:
-    """`netfo up ens10 --foreground ARGS` in the guest, logging to a file."""
-
-    def __init__(self, lab: Lab, args: list[str], logfile: str):
-        self.lab, self.args, self.logfile = lab, args, logfile
-        self.proc: Optional[subprocess.Popen] = None
-
-    def cli(self, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess:
-        return subprocess.run(["ip", "netns", "exec", self.lab.guest, *spawn.netfo(*argv)],
-                              capture_output=True, text=True, timeout=timeout,
-                              cwd=spawn.NEUTRAL_CWD)
-
-    def start(self) -> None:
-        log = open(self.logfile, "w")
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.lab.guest,
-             *spawn.netfo("up", IFNAME, "--foreground", *self.args)], stdin=subprocess.DEVNULL,
-            stdout=log, stderr=subprocess.STDOUT, cwd=spawn.NEUTRAL_CWD, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f"netfo up {' '.join(self.args)} exited {self.proc.returncode}: "
-                                 f"{self.tail()}")
-            if self.cli("status", IFNAME, "--json").returncode == 0:
-                return
-            time.sleep(0.05)
-        raise BenchError(f"netfo up did not become ready: {self.tail()}")
-
-    def tail(self, n: int = 3) -> str:
-        try:
-            with open(self.logfile, errors="replace") as f:
-                return " | ".join(l.strip() for l in f.readlines()[-n:])
-        except OSError:
-            return "(no log)"
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                self.cli("down", IFNAME)
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+class Netfo(harness.Netfo):
+    """`netfo up ens10 --foreground ARGS` in the guest (netfo.lab.harness), logging to a file."""
+    error = BenchError
 
 
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) netfo\[[^\]]*\] (\w+) (.*)$")
@@ -325,10 +277,11 @@ class Segment:
         self.progress.step(where, "setting up" + (f" (block {self.block + 1} of {a.blocks})"
                                                   if a.blocks > 1 else ""), self.plan.setup)
         self._reset_lab()
-        netfo = Netfo(lab, [*VARIANTS[self.variant], *cause.netfo_args, *a.netfo_arg], self.logfile)
+        netfo = Netfo(lab, *VARIANTS[self.variant], *cause.netfo_args, *a.netfo_arg,
+                      ifname=IFNAME, logfile=self.logfile)
         cap = None
         try:
-            netfo.start()
+            netfo.start(timeout=20)
             index = {l["ifname"]: l["ifindex"] for l in lab._links("guest")}
             self.standby_index = index[IFNAME + "nsby"]
             cap = SlaveCapture(lab.guest, self.logfile[:-4] + ".pcap", PORTS["guest_to_peer"],

@@ -33,13 +33,12 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from typing import Callable, Optional
 
-from ... import spawn
 from ...errors import NetfoError
+from .. import harness
 from ..tool import Tool
 from .analysis import IFNAME, WATCH_INTERVAL, Run, Step, analyse
 from .plot import check_matplotlib, plot
@@ -166,8 +165,8 @@ class Demo:
 
     def _netfo_up(self) -> None:
         self.say(f"  netfo up {IFNAME} (in {self.lab.guest})")
-        p = subprocess.run(["ip", "netns", "exec", self.lab.guest, *spawn.netfo("up", IFNAME)],
-                           capture_output=True, text=True, timeout=60, cwd=spawn.NEUTRAL_CWD)
+        # As a user runs it: the daemon detaches and logs to /run/netfo.
+        p = harness.cli(self.lab.guest, "up", IFNAME)
         out = (p.stdout + p.stderr).strip()
         if "daemon log: " in out:
             self.daemon_log = out.split("daemon log: ", 1)[1].split(")", 1)[0]
@@ -235,8 +234,7 @@ class Demo:
         if keep or not self.built:
             return
         if self.netfo_up and self.lab.exists():
-            subprocess.run(["ip", "netns", "exec", self.lab.guest, *spawn.netfo("down", IFNAME)],
-                           capture_output=True, text=True, timeout=60, cwd=spawn.NEUTRAL_CWD)
+            harness.cli(self.lab.guest, "down", IFNAME)
         self.lab.down()
         if self.daemon_log:
             try:
