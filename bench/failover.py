@@ -44,7 +44,8 @@ import threading
 import time
 from typing import Callable, Optional
 
-from netfo.lab import harness, tool as stream_tool
+from netfo.lab import events, harness, tool as stream_tool
+from netfo.lab.events import Events
 from netfo.lab import GUEST_IP4, PEER_IP4, PF, VF_IF, Lab, LabError
 from netfo.errors import NetfoError
 
@@ -201,6 +202,14 @@ def read_log(path: str) -> list[tuple[float, str, str]]:
     return out
 
 
+def netfo_switches(netfo_events: list, log: list) -> list:
+    """[(monotonic s, to, reason)]: netfo's switches, from its structured
+    events (netfo.lab.events); from its log with a daemon that has none."""
+    if netfo_events:
+        return [(t, str(to), why) for t, to, why, _ in events.switches(netfo_events, IFNAME)]
+    return [(t, m.group(1), m.group(2)) for t, _, msg in log if (m := SWITCH.search(msg))]
+
+
 # ------------------------------------------------------------------ one segment
 
 def cpu_times() -> list[int]:
@@ -231,6 +240,7 @@ class Segment:
         self.foreign: set = set()        # others' namespaces seen while this block ran
         self.vf_events: list[dict] = []
         self.frames: list = []           # (t, ifindex) of the guest's stream frames on the slaves
+        self.netfo_events: list = []     # netfo's structured events (netfo.lab.events)
         self.standby_index = 0
         self.tools: list[Tool] = []
         self.actions: list[dict] = []
@@ -282,6 +292,8 @@ class Segment:
         cap = None
         try:
             netfo.start(timeout=20)
+            follower = Events(lab.guest, IFNAME)
+            self.tools.append(follower)
             index = {l["ifname"]: l["ifindex"] for l in lab._links("guest")}
             self.standby_index = index[IFNAME + "nsby"]
             cap = SlaveCapture(lab.guest, self.logfile[:-4] + ".pcap", PORTS["guest_to_peer"],
@@ -363,6 +375,7 @@ class Segment:
                 results[d] = (tx[d].result, rx[d].result)
             watch.stop()
             self.vf_events = list(watch.vf_events)
+            self.netfo_events = follower.collect()       # netfo still runs: its ring too
             self.frames = cap.stop()
             self.foreign |= self.plan.look()
         finally:
@@ -479,7 +492,7 @@ def analyse_segment(seg: Segment, results: dict, end: float) -> dict:
     per_dir = {d: _direction(*results[d], bounds, quiet_from, end) for d in DIRECTIONS}
     # netfo's own account: the first switch it logged after each action
     log = read_log(seg.logfile)
-    switches = [(t, m.group(1), m.group(2)) for t, _, msg in log if (m := SWITCH.search(msg))]
+    switches = netfo_switches(seg.netfo_events, log)
     reasons: dict = {}
     for _, to, why in switches:
         reasons[f"{why} -> {to}"] = reasons.get(f"{why} -> {to}", 0) + 1

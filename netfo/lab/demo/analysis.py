@@ -48,6 +48,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .. import events
+
 IFNAME = "ens10"
 WATCH_INTERVAL = 0.05              # the status watcher's period (the fallback source)
 MAX_GAP_S = 2.0                    # the verdict's limit on a gap (see the module doc)
@@ -75,6 +77,7 @@ class Run:
     samples: list = field(default_factory=list)    # watcher samples
     events: list = field(default_factory=list)     # guest link/neighbour events
     netfo_log: list = field(default_factory=list)  # (monotonic, message) from netfo's daemon log
+    netfo_events: list = field(default_factory=list)  # netfo's structured events (netfo.lab.events)
     tcp: Optional[dict] = None
     arp_retrans_ms: Optional[int] = None           # the guest's ARP retransmit interval
     started: float = 0.0
@@ -139,23 +142,45 @@ def _direction(tx: dict, rx: dict, bounds: list, names: list, t0: float) -> dict
     }
 
 
+def _events(run: Run) -> list:
+    """netfo's structured events of our master ([] from a daemon that has none)."""
+    return [e for e in run.netfo_events if e.get("master") in (None, IFNAME)]
+
+
+def _netfo_lines(run: Run) -> list:
+    """[(monotonic t, line)]: netfo's own account, from its structured events
+    (in its log's words), else from its log."""
+    evs = _events(run)
+    if evs:
+        return [(e["mono"], events.describe(e)) for e in evs]
+    return list(run.netfo_log)
+
+
 def _transmit_changes(run: Run) -> tuple:
     """(initial, [(monotonic t, active)], source): which slave transmits, over time.
 
-    netfo logs each switch ("transmit via standby (...)") with a millisecond
-    stamp; the status samples (every 50 ms) are the fallback and give the
-    state at the stream start."""
+    netfo reports each switch as a structured event stamped with the
+    monotonic clock (a daemon without them: a log line, "transmit via standby
+    (...)", stamped to the millisecond); the status samples (every 50 ms) are
+    the fallback and give the state at the stream start."""
     good = [s for s in run.samples if "error" not in s]
     initial = next((s.get("active") for s in good if s["t"] >= run.started), None)
     if initial is None and good:
         initial = good[0].get("active")
     changes = []
-    for t, msg in run.netfo_log:
-        m = re.match(r"transmit via (\w+)", msg)
-        if m and run.started <= t <= run.ended:
-            changes.append((t, None if m[1] == "None" else m[1]))
+    evs = _events(run)
+    if evs:
+        changes = [(t, to) for t, to, _, _ in events.switches(evs)
+                   if run.started <= t <= run.ended]
+        source = "netfo's events"
+    else:
+        for t, msg in run.netfo_log:
+            m = re.match(r"transmit via (\w+)", msg)
+            if m and run.started <= t <= run.ended:
+                changes.append((t, None if m[1] == "None" else m[1]))
+        source = "netfo's log"
     if changes:
-        return initial, changes, "netfo's log"
+        return initial, changes, source
     prev = initial
     for s in good:
         if s["t"] >= run.started and s.get("active") != prev:
@@ -213,7 +238,7 @@ def _guest_events(run: Run) -> list:
                 what = f"{'ARP' if ':' not in e['dst'] else 'ND'} entry of the peer {e['dst']}: {e['state']}"
         if what and run.started <= e["t"] <= run.ended:
             out.append({"t_s": round(e["t"] - run.started, 4), "source": "netlink", "what": what})
-    logged = [(t, msg) for t, msg in run.netfo_log if run.started <= t <= run.ended]
+    logged = [(t, msg) for t, msg in _netfo_lines(run) if run.started <= t <= run.ended]
     if any(msg.startswith(f"{IFNAME}: carrier ") for _, msg in logged):
         # netfo's own lines say when it set the master's carrier; the netlink
         # echo of that, a moment later, would only repeat them.
@@ -240,15 +265,19 @@ def _arp_outages(run: Run) -> list:
 
 
 def _carrier_gaps(run: Run) -> list:
-    """(off, on) monotonic times of the master's carrier: from netfo's log,
-    else from the guest's netlink events (which lag it by a few ms)."""
+    """(off, on) monotonic times of the master's carrier: from netfo's events
+    or its log, else from the guest's netlink events (which lag it by a few ms)."""
     out, off = [], None
-    log = [(t, m) for t, m in run.netfo_log if m.startswith(f"{IFNAME}: carrier ")]
-    events = log or [(e["t"], f"{IFNAME}: carrier {'on' if e['carrier'] else 'off'}")
+    evs = _events(run)
+    if evs:
+        log = [(t, f"{IFNAME}: carrier {'on' if on else 'off'}") for t, on in events.carrier(evs)]
+    else:
+        log = [(t, m) for t, m in run.netfo_log if m.startswith(f"{IFNAME}: carrier ")]
+    changes = log or [(e["t"], f"{IFNAME}: carrier {'on' if e['carrier'] else 'off'}")
                      for e in sorted(run.events, key=lambda e: e["t"])
                      if e["event"] == "link" and e["name"] == IFNAME and not e["gone"]
                      and not e.get("initial")]
-    for t, m in events:
+    for t, m in changes:
         if m.endswith(" off") and off is None:
             off = t
         elif m.endswith(" on") and off is not None:

@@ -36,7 +36,7 @@ def format_report(rep: dict) -> str:
         ev = [(e["t_s"], 1, ("netfo: " if e["source"] == "netfo" else "") + e["what"])
               for e in rep["guest_events"]]
         ev += [(s["start_s"], 0, f"── step {s['n']}: {_short(s['command'])}") for s in rep["steps"]]
-        out += ["", "In the guest, as it happened (netlink events; netfo's log):"]
+        out += ["", "In the guest, as it happened (netlink events; netfo's own account):"]
         out += [f"  {t:7.4f}  {what}" for t, _, what in sorted(ev)]
     out += ["", "Streams:"]
     for key, label in DIRECTIONS:

@@ -14,9 +14,10 @@ What it does, on a fresh machine (root):
    (`Lab.migrate()`: the seven steps), timing each;
 4. streams 1.5 s more, then prints the timeline: each step's time and
    duration, the frames lost in each direction while it ran (and until the
-   next step), which slave transmitted meanwhile (from netfo's log, which
-   stamps each switch to the ms; the status samples if the log is not
-   readable), the guest's events interleaved with netfo's log, per-stream
+   next step), which slave transmitted meanwhile (from netfo's structured
+   events, `netfo events ens10 --json --follow`, stamped with the monotonic
+   clock; from its log, stamped to the ms, with a daemon that has none; the
+   status samples if neither), the guest's events interleaved with netfo's, per-stream
    totals, the longest gap, the TCP connection's fate, notes that explain
    the larger losses, and a verdict;
 5. removes everything (the tools, netfo down, the lab, netfo's log), also on
@@ -39,6 +40,7 @@ from typing import Callable, Optional
 
 from ...errors import NetfoError
 from .. import harness
+from ..events import Events
 from ..tool import Tool
 from .analysis import IFNAME, WATCH_INTERVAL, Run, Step, analyse
 from .plot import check_matplotlib, plot
@@ -69,6 +71,8 @@ class Demo:
         self.recording: Optional[list] = None     # (monotonic, lab log line) while migrating
         self.t0: Optional[float] = None
         self.netfo_log: list = []
+        self.follower: Optional[Events] = None    # netfo's structured events, as they come
+        self.netfo_events: list = []
 
     # -- progress
     def _lab_log(self, line: str) -> None:
@@ -108,6 +112,8 @@ class Demo:
             ino = os.stat(os.path.join(NETNS_DIR, lab.guest)).st_ino
             self.daemon_log = os.path.join(control.RUN_DIR, f"net{ino}-{IFNAME}.log")
             self._netfo_up()
+            self.follower = Events(lab.guest, IFNAME)
+            self.tools.append(self.follower)
             self._warm_up(GUEST_IP4, PEER_IP4)
             p = lab.run("guest", "sysctl", "-n", f"net.ipv4.neigh.{IFNAME}.retrans_time_ms", check=False)
             run.arp_retrans_ms = int(p.stdout.strip()) if p.stdout.strip().isdigit() else None
@@ -227,9 +233,20 @@ class Demo:
             pass
         return out
 
+    def collect_events(self) -> list:
+        """netfo's structured events (netfo.lab.events), read while it still
+        runs; [] from a daemon that has none (the analysis then reads its log)."""
+        if self.follower is None:
+            return []
+        try:
+            return self.follower.collect()
+        except Exception:
+            return list(self.follower.netfo_events)
+
     def teardown(self, keep: bool) -> None:
         """Stop the tools; unless keep, netfo down and remove the lab."""
         self.stop_tools()
+        self.netfo_events = self.collect_events()
         self.netfo_log = self.read_daemon_log()
         if keep or not self.built:
             return
@@ -283,6 +300,7 @@ def cmd_demo(args) -> int:
             for s, h in old.items():
                 signal.signal(s, h)
     run.netfo_log = demo.netfo_log
+    run.netfo_events = demo.netfo_events
     rep = analyse(run)
     if args.json:
         print(json.dumps(rep, indent=2, ensure_ascii=False))
