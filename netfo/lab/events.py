@@ -11,7 +11,7 @@ One JSON object per line:
   enslave     role, slave, index
   release     role, slave, gone
   path        role, slave, up
-  mtu, mac-revert
+  mtu         mtu;  mac-revert  mac
 
 `mono` is CLOCK_MONOTONIC, one clock for every namespace of the machine, so
 it compares directly with the demo's and the bench's own times; `time` is
@@ -83,9 +83,13 @@ def describe(e: dict) -> str:
     if k == "enslave":
         return f"{slave} enslaved as {e.get('role')} (index {e.get('index')})"
     if k == "release":
-        return f"{slave} released from {e.get('role')}" + (" (deleted)" if e.get("gone") else "")
+        return f"{slave} released from {e.get('role')} ({'deleted' if e.get('gone') else 'restored'})"
     if k == "path":
         return f"path via {slave} ({e.get('role')}) {'up' if e.get('up') else 'down'}"
+    if k == "mtu":
+        return f"{master}: mtu {e.get('mtu')}"
+    if k == "mac-revert":
+        return f"{master}: MAC change to {e.get('mac')} reverted"
     extra = ", ".join(f"{key} {v}" for key, v in e.items()
                       if key not in ("time", "mono", "master", "kind"))
     return f"{k}" + (f": {extra}" if extra else "")

@@ -53,7 +53,8 @@ def test_describe_in_the_logs_words():
     assert text[3] == "ens10: carrier off"
     assert text[6] == "ens11 enslaved as primary (index 5)"
     assert text[8] == "path via ens11 (primary) up"
-    assert text[9] == "mtu: mtu 1500"
+    assert text[9] == "ens10: mtu 1500"
+    assert events.describe({"kind": "new-kind", "mono": 1, "time": 1, "x": 2}) == "new-kind: x 2"
 
 
 def test_merge_drops_repeats_and_orders_by_mono():
