@@ -44,8 +44,8 @@ import threading
 import time
 from typing import Callable, Optional
 
-from netfo import spawn
-from netfo.lab.demo import run as demo
+from netfo.lab import events, harness, tool as stream_tool
+from netfo.lab.events import Events
 from netfo.lab import GUEST_IP4, PEER_IP4, PF, VF_IF, Lab, LabError
 from netfo.errors import NetfoError
 
@@ -132,7 +132,7 @@ DEFAULT_CAUSES = ("deleted", "carrier", "admin", "blackhole")
 
 # ------------------------------------------------------------------ tools
 
-class Tool(demo.Tool):
+class Tool(stream_tool.Tool):
     """The demo's stream tool; the bench keeps only the watcher's latest
     sample (waking whoever waits for it) and the VF's own link events."""
     who = ""
@@ -176,56 +176,9 @@ class Tool(demo.Tool):
             self.proc.wait()
 
 
-class Netfo:
-    """`netfo up ens10 --foreground ARGS` in the guest, logging to a file."""
-
-    def __init__(self, lab: Lab, args: list[str], logfile: str):
-        self.lab, self.args, self.logfile = lab, args, logfile
-        self.proc: Optional[subprocess.Popen] = None
-
-    def cli(self, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess:
-        return subprocess.run(["ip", "netns", "exec", self.lab.guest, *spawn.netfo(*argv)],
-                              capture_output=True, text=True, timeout=timeout,
-                              cwd=spawn.NEUTRAL_CWD)
-
-    def start(self) -> None:
-        log = open(self.logfile, "w")
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.lab.guest,
-             *spawn.netfo("up", IFNAME, "--foreground", *self.args)], stdin=subprocess.DEVNULL,
-            stdout=log, stderr=subprocess.STDOUT, cwd=spawn.NEUTRAL_CWD, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f"netfo up {' '.join(self.args)} exited {self.proc.returncode}: "
-                                 f"{self.tail()}")
-            if self.cli("status", IFNAME, "--json").returncode == 0:
-                return
-            time.sleep(0.05)
-        raise BenchError(f"netfo up did not become ready: {self.tail()}")
-
-    def tail(self, n: int = 3) -> str:
-        try:
-            with open(self.logfile, errors="replace") as f:
-                return " | ".join(l.strip() for l in f.readlines()[-n:])
-        except OSError:
-            return "(no log)"
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            try:
-                self.cli("down", IFNAME)
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+class Netfo(harness.Netfo):
+    """`netfo up ens10 --foreground ARGS` in the guest (netfo.lab.harness), logging to a file."""
+    error = BenchError
 
 
 LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) netfo\[[^\]]*\] (\w+) (.*)$")
@@ -247,6 +200,14 @@ def read_log(path: str) -> list[tuple[float, str, str]]:
     except (OSError, ValueError, OverflowError):
         pass
     return out
+
+
+def netfo_switches(netfo_events: list, log: list) -> list:
+    """[(monotonic s, to, reason)]: netfo's switches, from its structured
+    events (netfo.lab.events); from its log with a daemon that has none."""
+    if netfo_events:
+        return [(t, str(to), why) for t, to, why, _ in events.switches(netfo_events, IFNAME)]
+    return [(t, m.group(1), m.group(2)) for t, _, msg in log if (m := SWITCH.search(msg))]
 
 
 # ------------------------------------------------------------------ one segment
@@ -279,6 +240,7 @@ class Segment:
         self.foreign: set = set()        # others' namespaces seen while this block ran
         self.vf_events: list[dict] = []
         self.frames: list = []           # (t, ifindex) of the guest's stream frames on the slaves
+        self.netfo_events: list = []     # netfo's structured events (netfo.lab.events)
         self.standby_index = 0
         self.tools: list[Tool] = []
         self.actions: list[dict] = []
@@ -325,10 +287,13 @@ class Segment:
         self.progress.step(where, "setting up" + (f" (block {self.block + 1} of {a.blocks})"
                                                   if a.blocks > 1 else ""), self.plan.setup)
         self._reset_lab()
-        netfo = Netfo(lab, [*VARIANTS[self.variant], *cause.netfo_args, *a.netfo_arg], self.logfile)
+        netfo = Netfo(lab, *VARIANTS[self.variant], *cause.netfo_args, *a.netfo_arg,
+                      ifname=IFNAME, logfile=self.logfile)
         cap = None
         try:
-            netfo.start()
+            netfo.start(timeout=20)
+            follower = Events(lab.guest, IFNAME)
+            self.tools.append(follower)
             index = {l["ifname"]: l["ifindex"] for l in lab._links("guest")}
             self.standby_index = index[IFNAME + "nsby"]
             cap = SlaveCapture(lab.guest, self.logfile[:-4] + ".pcap", PORTS["guest_to_peer"],
@@ -410,6 +375,7 @@ class Segment:
                 results[d] = (tx[d].result, rx[d].result)
             watch.stop()
             self.vf_events = list(watch.vf_events)
+            self.netfo_events = follower.collect()       # netfo still runs: its ring too
             self.frames = cap.stop()
             self.foreign |= self.plan.look()
         finally:
@@ -526,7 +492,7 @@ def analyse_segment(seg: Segment, results: dict, end: float) -> dict:
     per_dir = {d: _direction(*results[d], bounds, quiet_from, end) for d in DIRECTIONS}
     # netfo's own account: the first switch it logged after each action
     log = read_log(seg.logfile)
-    switches = [(t, m.group(1), m.group(2)) for t, _, msg in log if (m := SWITCH.search(msg))]
+    switches = netfo_switches(seg.netfo_events, log)
     reasons: dict = {}
     for _, to, why in switches:
         reasons[f"{why} -> {to}"] = reasons.get(f"{why} -> {to}", 0) + 1

@@ -8,15 +8,12 @@ that forwards (for its CPU time) or None where the kernel does it.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
-import time
 from typing import Callable, ContextManager, Iterator
 
-from netfo import spawn
-from netfo.lab import GUEST_IP4, MAC, VF_IF, VIRTIO_IF, Lab
+from netfo.lab import GUEST_IP4, MAC, VF_IF, VIRTIO_IF, Lab, harness
 
 from . import ovs
 from .measure import REPO, BenchError, stop as _stop
@@ -116,33 +113,23 @@ def python(lab: Lab) -> Iterator[int]:
 
 @contextlib.contextmanager
 def netfo(lab: Lab, *args: str) -> Iterator[int]:
-    """`netfo up ens10 --foreground` in the guest; the VF is the primary."""
-    proc = lab.popen("guest", *spawn.netfo("up", MASTER, "--foreground", *args),
-                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                     cwd=spawn.NEUTRAL_CWD,
-                     start_new_session=True)
+    """`netfo up ens10 --foreground` in the guest (netfo.lab.harness); the VF is the primary."""
+    n = Harness(lab, *args, ifname=MASTER, logfile=f"/tmp/netfo-bench-{lab.prefix}.log",
+                keep_log=False)
     netns = os.stat(f"/var/run/netns/{lab.guest}").st_ino
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                raise BenchError(f"netfo up exited {proc.returncode}: {proc.stderr.read().strip()[-300:]}")
-            st = lab.run("guest", *spawn.netfo("status", MASTER, "--json"),
-                         check=False)
-            if st.returncode == 0 and json.loads(st.stdout).get("active") == "primary":
-                break
-            if time.monotonic() > deadline:
-                raise BenchError("netfo up did not get ready (transmitting via the primary) in 20 s")
-            time.sleep(0.1)
-        yield proc.pid
+        n.start(ready=lambda st: st.get("active") == "primary", timeout=20,
+                what="ready (transmitting via the primary)")
+        yield n.pid
     finally:
-        # `netfo down` restores the guest and ends the daemon (SIGTERM would too).
-        if proc.poll() is None:
-            lab.run("guest", *spawn.netfo("down", MASTER), check=False)
-        _stop(proc)
+        n.stop()        # `netfo down` restores the guest and ends the daemon
         for suffix in ("log", "journal"):   # the daemon's files for this namespace
             with contextlib.suppress(OSError):
                 os.unlink(f"/run/netfo/net{netns}-{MASTER}.{suffix}")
+
+
+class Harness(harness.Netfo):
+    error = BenchError
 
 
 def _ovs(tso: bool) -> Path:

@@ -80,6 +80,9 @@ class Demo:
         self.prefix = prefix
         self.inodes: set = set()
         self.links_before = root_links()
+        # netfo's files of other, earlier namespaces whose inode one of ours
+        # may reuse (namespace inodes are recycled): not the demo's.
+        self.files_before = set(os.listdir(RUN_DIR)) if os.path.isdir(RUN_DIR) else set()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "netfo", "demo", "--prefix", prefix, *args], cwd=REPO,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -127,7 +130,8 @@ class Demo:
         assert not procs_in(self.inodes), f"processes left in the lab's namespaces: {procs_in(self.inodes)}"
         new = (root_links() - self.links_before) & LAB_LINKS
         assert not new, f"lab links left in the root namespace: {new}"
-        files = [f for f in os.listdir(RUN_DIR) if any(f.startswith(f"net{i}-") for i in self.inodes)]
+        files = [f for f in os.listdir(RUN_DIR) if any(f.startswith(f"net{i}-") for i in self.inodes)
+                 and f not in self.files_before]
         assert not [f for f in files if f.endswith(".journal")], f"netfo journal left: {files}"
         if not log_kept:
             assert not files, f"netfo files left in {RUN_DIR}: {files}"
@@ -236,7 +240,7 @@ def test_demo_keep_destination_vf_transmits_on_the_wire():
     through the VF's switch port on the destination's bridge (enp66s0f0 in
     the dst namespace), not through the virtio backend."""
     from netfo.lab import Lab, MAC, PEER_IP4
-    from traffic import Capture
+    from support.traffic import Capture
 
     prefix = unique_prefix()
     d = Demo(prefix, "--keep", "--json", "--rate", str(RATE))
@@ -254,7 +258,7 @@ def test_demo_keep_destination_vf_transmits_on_the_wire():
 
         cap = Capture(lab, "dst", "enp66s0f0", "udp and dst port 5009")
         n = 2000
-        send = lab.run("guest", sys.executable, "-m", "netfo.stream", "send", PEER_IP4, "5009",
+        send = lab.run("guest", sys.executable, "-m", "netfo.lab.stream", "send", PEER_IP4, "5009",
                        "--rate", "2000", "--seconds", str(n / 2000), timeout=30)
         sent = json.loads(send.stdout.splitlines()[-1])["sent"]
         time.sleep(1.2)        # let libpcap retire its last block (see traffic.ImmediateCapture)

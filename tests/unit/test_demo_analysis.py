@@ -5,7 +5,7 @@ import pytest
 def _fake_run(rate: float = 1000.0):
     """Two 3 s streams at `rate`, steps at 1.0-1.1 s; guest->peer loses
     seq 1017-1026 (due during step 2), peer->guest loses seq 1500 (after the migration)."""
-    from netfo.lab.demo.run import Run, Step
+    from netfo.lab.demo.analysis import Run, Step
     t0 = 100.0
     run = Run("x", rate, started=t0, ended=t0 + 3.2)
     for i in range(1, 8):
@@ -25,7 +25,8 @@ def _fake_run(rate: float = 1000.0):
 
 
 def test_analysis_attributes_losses_to_steps():
-    from netfo.lab.demo.run import analyse, format_report
+    from netfo.lab.demo.analysis import analyse
+    from netfo.lab.demo.report import format_report
     rep = analyse(_fake_run())
     g, p = rep["directions"]["guest_to_peer"], rep["directions"]["peer_to_guest"]
     assert g["lost"] == 10 and g["lost_by_step"]["2"] == 10 and sum(g["lost_by_step"].values()) == 10
@@ -38,7 +39,7 @@ def test_analysis_attributes_losses_to_steps():
 
 
 def test_analysis_fails_a_stream_that_stopped():
-    from netfo.lab.demo.run import analyse
+    from netfo.lab.demo.analysis import analyse
     run = _fake_run()
     tx, rx = run.streams["peer_to_guest"]
     keep = [i for i, s in enumerate(rx["seqs"]) if s < 1200]        # nothing after 1.2 s
@@ -51,7 +52,8 @@ def test_analysis_fails_a_stream_that_stopped():
 
 def test_plot_draws_a_png(tmp_path):
     pytest.importorskip("matplotlib")
-    from netfo.lab.demo.run import analyse, plot
+    from netfo.lab.demo.analysis import analyse
+    from netfo.lab.demo.plot import plot
     run = _fake_run()
     path = tmp_path / "demo.png"
     plot(run, analyse(run), str(path))
