@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import os
@@ -12,6 +11,7 @@ import time
 from typing import Optional
 
 from . import control, spawn
+from .config import Config, add_arguments, from_args
 from .errors import NetfoError
 
 def _setup_logging(ifname: str) -> None:
@@ -21,9 +21,19 @@ def _setup_logging(ifname: str) -> None:
 
 # ---------------------------------------------------------------- up
 
+def config_of(args) -> Config:
+    """The daemon's Config from `netfo up` arguments (ValueError: a bad value)."""
+    return from_args(args)
+
+
 def cmd_up(args) -> int:
+    try:
+        config = config_of(args)
+    except ValueError as e:             # one clear line, before anything is spawned
+        print(f"netfo: {e}", file=sys.stderr)
+        return 2
     if not args.foreground:
-        return _spawn_daemon(args)
+        return _spawn_daemon(args, config)
     _setup_logging(args.ifname)
     ready_fd = args.ready_fd
     try:
@@ -32,19 +42,7 @@ def cmd_up(args) -> int:
         _tell(ready_fd, f"error: {e}")
         print(f"netfo: {e}", file=sys.stderr)
         return 1
-    from .group import Policy
-    from .probe import Prober
-    try:
-        policy = Policy(args.updelay / 1000, args.downdelay / 1000, args.reselect)
-    except ValueError as e:
-        print(f"netfo: {e}", file=sys.stderr)
-        return 2
-    d = Daemon(args.ifname, primary=args.primary, rx_policy=args.rx_policy, threads=args.threads,
-               busy_poll=args.busy_poll, policy=policy, miimon=args.miimon / 1000,
-               notify_count=args.notify_count, notify_interval=args.notify_interval / 1000,
-               resend=not args.no_resend,
-               prober=Prober(args.arp_target, args.ns_target, args.probe_interval / 1000,
-                             args.probe_missed))
+    d = Daemon(args.ifname, config)
     try:
         d.up()
     except NetfoError as e:
@@ -72,24 +70,10 @@ def _tell(fd: Optional[int], line: str) -> None:
             pass
 
 
-def _spawn_daemon(args) -> int:
+def _spawn_daemon(args, config: Config) -> int:
     """Run `up --foreground` detached; return when the master is ready."""
     rd, wr = os.pipe()
-    argv = spawn.netfo("up", args.ifname, "--foreground",
-            "--rx-policy", args.rx_policy, "--threads", str(args.threads),
-            "--busy-poll", str(args.busy_poll), "--updelay", str(args.updelay),
-            "--downdelay", str(args.downdelay), "--reselect", args.reselect,
-            "--miimon", str(args.miimon), "--notify-count", str(args.notify_count),
-            "--notify-interval", str(args.notify_interval), "--ready-fd", str(wr))
-    if args.no_resend:
-        argv.append("--no-resend")
-    for t in args.arp_target:
-        argv += ["--arp-target", t]
-    for t in args.ns_target:
-        argv += ["--ns-target", t]
-    argv += ["--probe-interval", str(args.probe_interval), "--probe-missed", str(args.probe_missed)]
-    if args.primary:
-        argv += ["--primary", args.primary]
+    argv = spawn.netfo("up", args.ifname, "--foreground", *config.argv(), "--ready-fd", str(wr))
     path = control.run_path(args.ifname, "log")
     fresh = not os.path.exists(path)
     with open(path, "a") as logf:
@@ -240,50 +224,8 @@ def parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="make IFNAME a failover master")
     up.add_argument("ifname", help="the paravirtual NIC (becomes IFNAME+nsby)")
-    up.add_argument("--primary", metavar="IF", help="pin the primary by name")
     up.add_argument("--foreground", action="store_true", help="stay attached (systemd, tests)")
-    up.add_argument("--rx-policy", choices=("active", "kernel", "all"), default="active",
-                    help="frames from the slave that does not transmit: drop them (active, "
-                         "default), drop standby frames while a primary exists (kernel), "
-                         "or deliver them (all)")
-    up.add_argument("--threads", type=int, choices=(1, 2), default=1,
-                    help="datapath threads: one loop for both directions (default; it "
-                         "measured better on 2 cores), or one per direction")
-    up.add_argument("--busy-poll", type=int, default=0, metavar="USEC",
-                    help="keep polling USEC microseconds after the last frame before "
-                         "sleeping: lower latency for CPU (default 0: off)")
-    up.add_argument("--updelay", type=int, default=0, metavar="MS",
-                    help="a slave that comes back must stay ready this long before it "
-                         "transmits again (default 0, as net_failover)")
-    up.add_argument("--downdelay", type=int, default=0, metavar="MS",
-                    help="keep the master's carrier this long when no slave can transmit, "
-                         "so a short blip does not flush the neighbour tables (default 0)")
-    up.add_argument("--reselect", choices=("always", "better", "failure"), default="always",
-                    help="when a ready primary takes over again: always (default), if "
-                         "faster (better), or only when the active slave fails")
-    up.add_argument("--miimon", type=int, default=10, metavar="MS",
-                    help="read each slave's live carrier this often (default 10; 0: only "
-                         "netlink events, which can lag by up to 1 s on real NICs)")
-    up.add_argument("--notify-count", type=int, default=1, metavar="N",
-                    help="after each switch of the transmitting slave, and when the master "
-                         "comes up, announce it N times: gratuitous ARP, unsolicited NA, "
-                         "IGMP/MLD reports (default 1, as bonding; 0: never, as net_failover)")
-    up.add_argument("--notify-interval", type=int, default=200, metavar="MS",
-                    help="between announcements (default 200)")
-    up.add_argument("--no-resend", action="store_true",
-                    help="drop a frame whose slave vanished mid-send instead of resending it "
-                         "on the other slave (net_failover's behaviour; for comparisons)")
-    up.add_argument("--arp-target", action="append", default=[], metavar="IP",
-                    type=lambda v: str(ipaddress.IPv4Address(v)),
-                    help="probe the path to IP with ARP (repeatable): a slave whose probes "
-                         "go unanswered counts as down even with carrier")
-    up.add_argument("--ns-target", action="append", default=[], metavar="IP6",
-                    type=lambda v: str(ipaddress.IPv6Address(v)),
-                    help="the same with IPv6 neighbour solicitations (repeatable)")
-    up.add_argument("--probe-interval", type=int, default=100, metavar="MS",
-                    help="between probe rounds (default 100)")
-    up.add_argument("--probe-missed", type=int, default=3, metavar="N",
-                    help="rounds without an answer before a path is down (default 3)")
+    add_arguments(up)
     up.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     up.set_defaults(fn=cmd_up)
 

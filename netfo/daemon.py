@@ -21,6 +21,7 @@ from typing import Callable, Optional
 from pyroute2 import IPRoute
 
 from . import control, frames, journal, probe
+from .config import Config
 from .errors import NetfoError
 
 try:
@@ -66,18 +67,19 @@ class SlaveState:
 
 
 class Daemon:
-    def __init__(self, ifname: str, primary: Optional[str] = None, rx_policy: str = "active",
-                 threads: int = 1, busy_poll: int = 0, policy: Optional[Policy] = None,
-                 miimon: float = 0.01, notify_count: int = 1, notify_interval: float = 0.0,
-                 resend: bool = True, prober: Optional[probe.Prober] = None):
+    def __init__(self, ifname: str, config: Config = Config()):
         self.ifname = ifname
-        self.threads = threads
-        self.busy_poll = busy_poll
-        self.policy = policy or Policy()
-        self.miimon = miimon                    # s between live carrier reads (0: off)
+        self.config = config
+        self.threads = config.threads
+        self.busy_poll = config.busy_poll
+        self.policy = config.policy()
+        self.miimon = config.miimon_s           # s between live carrier reads (0: off)
         self.send_failovers = 0
-        self.resend = resend
-        self.prober = prober or probe.Prober([], [], 0.1, 3)
+        self.resend = config.resend
+        self.prober = probe.Prober(list(config.arp_targets), list(config.ns_targets),
+                                   config.probe_interval_s, config.probe_missed)
+        notify_count, notify_interval = config.notify_count, config.notify_interval_s
+        primary, rx_policy = config.primary, config.rx_policy
         self.observers: dict = {}               # Role -> socket seeing its ARP/ND
         self.sel: Optional[selectors.BaseSelector] = None
         self.next_probe = 0.0
@@ -107,6 +109,7 @@ class Daemon:
         self.logged: Optional[dict] = None      # last group event logged
         self.refused: dict = {}                 # Role -> why enslaving failed last
         self.started = time.time()
+        self.settled_at: float = 0.0            # monotonic end of setup
 
     # ------------------------------------------------------------------ up
 
@@ -232,8 +235,8 @@ class Daemon:
             self.loops[-1].start()
         self._step("datapath", self._stop_datapath)
         self._sync()
-        group.failovers, group.last_failover = 0, None     # setup is no failover
-        group.events.clear()
+        group.settled()                                     # setup is no failover
+        self.settled_at = time.monotonic()
         log.info("%s: master up (index %d), standby %s, primary %s", self.ifname,
                  self.master_index, self.sby_name,
                  self.slaves[Role.PRIMARY].name if Role.PRIMARY in self.slaves else "none yet")
@@ -243,7 +246,7 @@ class Daemon:
         own setup may still be queued: replaying them passes old states)."""
         for link in links.dump(self.ipr):
             if link.index != self.master_index:
-                self._apply(self.group.link_changed(link))
+                self._apply(self.group.link_changed(link).actions)
 
     # ------------------------------------------------------ enslave/release
 
@@ -341,8 +344,9 @@ class Daemon:
             self.dp.set_ready(role, bool(link and link.ready and role in self.slaves))
         active = self.group.active()
         self.dp.set_preferred(active if active is not None else Role.PRIMARY)
-        if self.group.events and self.group.events[-1] is not self.logged:
-            self.logged = self.group.events[-1]
+        switches = self.group.switches()
+        if switches and switches[-1] is not self.logged:
+            self.logged = switches[-1]
             log.info("transmit via %s (%s, %s)", self.logged["to"], self.logged["reason"],
                      self.logged["slave"])
         now = self.dp.active()
@@ -382,7 +386,7 @@ class Daemon:
             self.slaves[role].name = link.name
             self.journal["slaves"][str(link.index)]["name"] = link.name
             journal.save(self.journal)
-        self._apply(self.group.link_changed(link))
+        self._apply(self.group.link_changed(link).actions)
 
     def _on_master(self, link: Link) -> None:
         if link.mac != self.mac:
@@ -415,7 +419,7 @@ class Daemon:
             self.master_index = 0
             self.stop.set()
             return
-        self._apply(self.group.link_removed(index))
+        self._apply(self.group.link_removed(index).actions)
 
     def _announce(self) -> None:
         """Tell the network where the master is now (B-23: the kernel does
@@ -502,7 +506,7 @@ class Daemon:
         if failovers != self.send_failovers:
             self.send_failovers = failovers
             now = self.dp.active()
-            self.group.note("send-error", Role(now) if now >= 0 else None)
+            self.group.loop_switched(Role(now) if now >= 0 else None, "send-error")
         self._sync()
         new = frozenset(master.mcast_list(self.master_index))
         if new != self.mcast:
@@ -625,7 +629,7 @@ class Daemon:
                 elif cmd == "set":
                     reply = self._set(req)
                 elif cmd == "events":
-                    reply = {"events": list(self.group.events)}
+                    reply = {"events": self.group.switches(self.settled_at)}
                 elif cmd == "down":
                     self.stop.set()
                     self.down()
@@ -678,7 +682,7 @@ class Daemon:
             "policy": {"updelay_ms": self.policy.updelay * 1000,
                        "downdelay_ms": self.policy.downdelay * 1000,
                        "reselect": self.policy.reselect, "miimon_ms": self.miimon * 1000},
-            "events": list(self.group.events)[-5:],
+            "events": self.group.switches(self.settled_at)[-5:],
             # the loop's own switches are counted once, when the group follows them
             "failovers": self.group.failovers,
             "loop_switches": master["link_holds"] + master["send_failovers"],
