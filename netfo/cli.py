@@ -58,6 +58,9 @@ def cmd_up(args) -> int:
     finally:
         d.down()
         logging.info("%s: down, machine restored", args.ifname)
+    if d.loop_error is not None:        # the datapath died: say so to systemd & co
+        logging.error("%s: exiting after the datapath failed: %s", args.ifname, d.loop_error)
+        return 1
     return 0
 
 
@@ -197,20 +200,46 @@ def cmd_set(args) -> int:
     return 0
 
 
+def _clock(wall: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(wall)) + f".{int(wall * 1000) % 1000:03d}"
+
+
 def format_event(e: dict) -> str:
-    t = time.strftime("%H:%M:%S", time.localtime(e["time"])) + f".{int(e['time'] * 1000) % 1000:03d}"
-    return f"{t}  {e['from'] or 'none'} -> {e['to'] or 'none'}  ({e['reason']}{', ' + e['slave'] if e['slave'] else ''})"
+    """One event for people (netfo/events.py has the schema)."""
+    kind = e.get("kind", "switch")          # (a daemon from before kinds sent switches only)
+    if kind == "switch":
+        what = (f"{e['from'] or 'none'} -> {e['to'] or 'none'}  "
+                f"({e['reason']}{', ' + e['slave'] if e['slave'] else ''})")
+    elif kind == "carrier":
+        what = f"{e.get('master', 'master')} carrier {'on' if e['carrier'] else 'off'}"
+    elif kind == "enslave":
+        what = f"{e['slave']} enslaved as {e['role']} (index {e['index']})"
+    elif kind == "release":
+        what = f"{e['slave']} released from {e['role']} ({'deleted' if e['gone'] else 'restored'})"
+    elif kind == "mtu":
+        what = f"{e.get('master', 'master')} mtu {e['mtu']}"
+    elif kind == "mac-revert":
+        what = f"{e.get('master', 'master')} MAC change to {e['mac']} reverted"
+    elif kind == "path":
+        what = f"{e['role']} path {'up' if e['up'] else 'down'} ({e['slave']})"
+    else:                                   # a kind newer than this CLI
+        what = f"{kind} " + json.dumps({k: v for k, v in e.items()
+                                        if k not in ("time", "mono", "master", "kind")})
+    return f"{_clock(e['time'])}  {what}"
 
 
 def cmd_events(args) -> int:
-    seen = 0.0
+    since = None                            # monotonic time of the newest event printed
+    followed = False
     while True:
-        for e in _ask(args.ifname, "events")["events"]:
-            if e["time"] > seen:
-                print(json.dumps(e) if args.json else format_event(e), flush=True)
-                seen = e["time"]
+        if followed and not control.running(args.ifname):
+            return 0                        # the master went down: nothing more will come
+        for e in _ask(args.ifname, "events", **({} if since is None else {"since": since}))["events"]:
+            print(json.dumps(e) if args.json else format_event(e), flush=True)
+            since = e.get("mono", since)
         if not args.follow:
             return 0
+        followed = True
         time.sleep(0.2)
 
 
@@ -244,7 +273,8 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("value", choices=("primary", "standby", "auto"))
     st.set_defaults(fn=cmd_set)
 
-    ev = sub.add_parser("events", help="switches of the transmitting slave, with reasons")
+    ev = sub.add_parser("events", help="what happened to the master: switches (with reasons), "
+                        "carrier, slaves enslaved and released, MTU, MAC, paths")
     ev.add_argument("ifname")
     ev.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     ev.add_argument("--json", action="store_true", help="one JSON object per line")

@@ -9,7 +9,7 @@ the demo and the failover bench read, so it only ever grows):
     enslave     role, slave, index
     release     role, slave, gone
     mtu         mtu
-    mac-revert  mac
+    mac-revert  mac (the MAC someone set on the master, now reverted)
     path        role, slave, up (bool)
 The monotonic time lets a reader ask for what is newer than what it has
 seen (`since`), the wall time lets people read it.
