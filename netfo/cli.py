@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import os
@@ -12,6 +11,7 @@ import time
 from typing import Optional
 
 from . import control, spawn
+from .config import Config, add_arguments, from_args
 from .errors import NetfoError
 
 def _setup_logging(ifname: str) -> None:
@@ -21,9 +21,19 @@ def _setup_logging(ifname: str) -> None:
 
 # ---------------------------------------------------------------- up
 
+def config_of(args) -> Config:
+    """The daemon's Config from `netfo up` arguments (ValueError: a bad value)."""
+    return from_args(args)
+
+
 def cmd_up(args) -> int:
+    try:
+        config = config_of(args)
+    except ValueError as e:             # one clear line, before anything is spawned
+        print(f"netfo: {e}", file=sys.stderr)
+        return 2
     if not args.foreground:
-        return _spawn_daemon(args)
+        return _spawn_daemon(args, config)
     _setup_logging(args.ifname)
     ready_fd = args.ready_fd
     try:
@@ -32,19 +42,7 @@ def cmd_up(args) -> int:
         _tell(ready_fd, f"error: {e}")
         print(f"netfo: {e}", file=sys.stderr)
         return 1
-    from .group import Policy
-    from .probe import Prober
-    try:
-        policy = Policy(args.updelay / 1000, args.downdelay / 1000, args.reselect)
-    except ValueError as e:
-        print(f"netfo: {e}", file=sys.stderr)
-        return 2
-    d = Daemon(args.ifname, primary=args.primary, rx_policy=args.rx_policy, threads=args.threads,
-               busy_poll=args.busy_poll, policy=policy, miimon=args.miimon / 1000,
-               notify_count=args.notify_count, notify_interval=args.notify_interval / 1000,
-               resend=not args.no_resend,
-               prober=Prober(args.arp_target, args.ns_target, args.probe_interval / 1000,
-                             args.probe_missed))
+    d = Daemon(args.ifname, config)
     try:
         d.up()
     except NetfoError as e:
@@ -60,6 +58,9 @@ def cmd_up(args) -> int:
     finally:
         d.down()
         logging.info("%s: down, machine restored", args.ifname)
+    if d.loop_error is not None:        # the datapath died: say so to systemd & co
+        logging.error("%s: exiting after the datapath failed: %s", args.ifname, d.loop_error)
+        return 1
     return 0
 
 
@@ -72,24 +73,10 @@ def _tell(fd: Optional[int], line: str) -> None:
             pass
 
 
-def _spawn_daemon(args) -> int:
+def _spawn_daemon(args, config: Config) -> int:
     """Run `up --foreground` detached; return when the master is ready."""
     rd, wr = os.pipe()
-    argv = spawn.netfo("up", args.ifname, "--foreground",
-            "--rx-policy", args.rx_policy, "--threads", str(args.threads),
-            "--busy-poll", str(args.busy_poll), "--updelay", str(args.updelay),
-            "--downdelay", str(args.downdelay), "--reselect", args.reselect,
-            "--miimon", str(args.miimon), "--notify-count", str(args.notify_count),
-            "--notify-interval", str(args.notify_interval), "--ready-fd", str(wr))
-    if args.no_resend:
-        argv.append("--no-resend")
-    for t in args.arp_target:
-        argv += ["--arp-target", t]
-    for t in args.ns_target:
-        argv += ["--ns-target", t]
-    argv += ["--probe-interval", str(args.probe_interval), "--probe-missed", str(args.probe_missed)]
-    if args.primary:
-        argv += ["--primary", args.primary]
+    argv = spawn.netfo("up", args.ifname, "--foreground", *config.argv(), "--ready-fd", str(wr))
     path = control.run_path(args.ifname, "log")
     fresh = not os.path.exists(path)
     with open(path, "a") as logf:
@@ -213,20 +200,46 @@ def cmd_set(args) -> int:
     return 0
 
 
+def _clock(wall: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(wall)) + f".{int(wall * 1000) % 1000:03d}"
+
+
 def format_event(e: dict) -> str:
-    t = time.strftime("%H:%M:%S", time.localtime(e["time"])) + f".{int(e['time'] * 1000) % 1000:03d}"
-    return f"{t}  {e['from'] or 'none'} -> {e['to'] or 'none'}  ({e['reason']}{', ' + e['slave'] if e['slave'] else ''})"
+    """One event for people (netfo/events.py has the schema)."""
+    kind = e.get("kind", "switch")          # (a daemon from before kinds sent switches only)
+    if kind == "switch":
+        what = (f"{e['from'] or 'none'} -> {e['to'] or 'none'}  "
+                f"({e['reason']}{', ' + e['slave'] if e['slave'] else ''})")
+    elif kind == "carrier":
+        what = f"{e.get('master', 'master')} carrier {'on' if e['carrier'] else 'off'}"
+    elif kind == "enslave":
+        what = f"{e['slave']} enslaved as {e['role']} (index {e['index']})"
+    elif kind == "release":
+        what = f"{e['slave']} released from {e['role']} ({'deleted' if e['gone'] else 'restored'})"
+    elif kind == "mtu":
+        what = f"{e.get('master', 'master')} mtu {e['mtu']}"
+    elif kind == "mac-revert":
+        what = f"{e.get('master', 'master')} MAC change to {e['mac']} reverted"
+    elif kind == "path":
+        what = f"{e['role']} path {'up' if e['up'] else 'down'} ({e['slave']})"
+    else:                                   # a kind newer than this CLI
+        what = f"{kind} " + json.dumps({k: v for k, v in e.items()
+                                        if k not in ("time", "mono", "master", "kind")})
+    return f"{_clock(e['time'])}  {what}"
 
 
 def cmd_events(args) -> int:
-    seen = 0.0
+    since = None                            # monotonic time of the newest event printed
+    followed = False
     while True:
-        for e in _ask(args.ifname, "events")["events"]:
-            if e["time"] > seen:
-                print(json.dumps(e) if args.json else format_event(e), flush=True)
-                seen = e["time"]
+        if followed and not control.running(args.ifname):
+            return 0                        # the master went down: nothing more will come
+        for e in _ask(args.ifname, "events", **({} if since is None else {"since": since}))["events"]:
+            print(json.dumps(e) if args.json else format_event(e), flush=True)
+            since = e.get("mono", since)
         if not args.follow:
             return 0
+        followed = True
         time.sleep(0.2)
 
 
@@ -240,50 +253,8 @@ def parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="make IFNAME a failover master")
     up.add_argument("ifname", help="the paravirtual NIC (becomes IFNAME+nsby)")
-    up.add_argument("--primary", metavar="IF", help="pin the primary by name")
     up.add_argument("--foreground", action="store_true", help="stay attached (systemd, tests)")
-    up.add_argument("--rx-policy", choices=("active", "kernel", "all"), default="active",
-                    help="frames from the slave that does not transmit: drop them (active, "
-                         "default), drop standby frames while a primary exists (kernel), "
-                         "or deliver them (all)")
-    up.add_argument("--threads", type=int, choices=(1, 2), default=1,
-                    help="datapath threads: one loop for both directions (default; it "
-                         "measured better on 2 cores), or one per direction")
-    up.add_argument("--busy-poll", type=int, default=0, metavar="USEC",
-                    help="keep polling USEC microseconds after the last frame before "
-                         "sleeping: lower latency for CPU (default 0: off)")
-    up.add_argument("--updelay", type=int, default=0, metavar="MS",
-                    help="a slave that comes back must stay ready this long before it "
-                         "transmits again (default 0, as net_failover)")
-    up.add_argument("--downdelay", type=int, default=0, metavar="MS",
-                    help="keep the master's carrier this long when no slave can transmit, "
-                         "so a short blip does not flush the neighbour tables (default 0)")
-    up.add_argument("--reselect", choices=("always", "better", "failure"), default="always",
-                    help="when a ready primary takes over again: always (default), if "
-                         "faster (better), or only when the active slave fails")
-    up.add_argument("--miimon", type=int, default=10, metavar="MS",
-                    help="read each slave's live carrier this often (default 10; 0: only "
-                         "netlink events, which can lag by up to 1 s on real NICs)")
-    up.add_argument("--notify-count", type=int, default=1, metavar="N",
-                    help="after each switch of the transmitting slave, and when the master "
-                         "comes up, announce it N times: gratuitous ARP, unsolicited NA, "
-                         "IGMP/MLD reports (default 1, as bonding; 0: never, as net_failover)")
-    up.add_argument("--notify-interval", type=int, default=200, metavar="MS",
-                    help="between announcements (default 200)")
-    up.add_argument("--no-resend", action="store_true",
-                    help="drop a frame whose slave vanished mid-send instead of resending it "
-                         "on the other slave (net_failover's behaviour; for comparisons)")
-    up.add_argument("--arp-target", action="append", default=[], metavar="IP",
-                    type=lambda v: str(ipaddress.IPv4Address(v)),
-                    help="probe the path to IP with ARP (repeatable): a slave whose probes "
-                         "go unanswered counts as down even with carrier")
-    up.add_argument("--ns-target", action="append", default=[], metavar="IP6",
-                    type=lambda v: str(ipaddress.IPv6Address(v)),
-                    help="the same with IPv6 neighbour solicitations (repeatable)")
-    up.add_argument("--probe-interval", type=int, default=100, metavar="MS",
-                    help="between probe rounds (default 100)")
-    up.add_argument("--probe-missed", type=int, default=3, metavar="N",
-                    help="rounds without an answer before a path is down (default 3)")
+    add_arguments(up)
     up.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     up.set_defaults(fn=cmd_up)
 
@@ -302,7 +273,8 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("value", choices=("primary", "standby", "auto"))
     st.set_defaults(fn=cmd_set)
 
-    ev = sub.add_parser("events", help="switches of the transmitting slave, with reasons")
+    ev = sub.add_parser("events", help="what happened to the master: switches (with reasons), "
+                        "carrier, slaves enslaved and released, MTU, MAC, paths")
     ev.add_argument("ifname")
     ev.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     ev.add_argument("--json", action="store_true", help="one JSON object per line")

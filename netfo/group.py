@@ -1,17 +1,26 @@
-"""The failover group as pure logic: link snapshots in, decisions out.
+"""The failover group as pure logic: inputs in, one Decision out.
 
 Nothing here touches the kernel, so every transition of net_failover's
 behaviour (B-4..B-6, B-19, B-29..31, B-47..48 in the reference) can be unit
-tested without root.  The daemon feeds it the links netlink reports and
-carries out the actions it returns.
+tested without root.  Every input (a link changed or was removed, enslaving
+was refused, a manual force, a path judged down or up, a tick, a switch the
+datapath made by itself) returns one Decision: who transmits, which slaves
+are ready, the master's carrier, whether to announce, and what to enslave,
+release or ignore.  The daemon executes decisions and derives nothing.
+
+The group is in one of four states; the allowed moves are the TRANSITIONS
+table (after pyroute2's dhcp/fsm.py: explicit states, a table of allowed
+transitions, a guard that refuses the rest).  Both clocks are injected:
+monotonic for delays, wall for what people read.
 """
 from __future__ import annotations
 
-import collections
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
+
+from .events import EventLog
 
 ARPHRD_ETHER = 1
 
@@ -23,6 +32,40 @@ class Role(enum.IntEnum):
 
     def __str__(self) -> str:
         return self.name.lower()
+
+
+class State(enum.Enum):
+    """What the master does now."""
+    DOWN = "down"           # no slave transmits, master carrier off (B-29)
+    HOLDING = "holding"     # no slave transmits, downdelay keeps the master's carrier
+    PRIMARY = "primary"     # the primary transmits
+    STANDBY = "standby"     # the standby transmits
+
+
+# Allowed moves between states; anything else is a bug and raises.
+# (DOWN -> HOLDING is not allowed: downdelay only holds a carrier the master had.)
+TRANSITIONS: dict = {
+    State.DOWN: {State.PRIMARY, State.STANDBY},
+    State.HOLDING: {State.DOWN, State.PRIMARY, State.STANDBY},
+    State.PRIMARY: {State.STANDBY, State.HOLDING, State.DOWN},
+    State.STANDBY: {State.PRIMARY, State.HOLDING, State.DOWN},
+}
+CARRIER = {State.DOWN: False, State.HOLDING: True, State.PRIMARY: True, State.STANDBY: True}
+TRANSMITS = {State.DOWN: None, State.HOLDING: None,
+             State.PRIMARY: Role.PRIMARY, State.STANDBY: Role.STANDBY}
+TRANSMITTING = {Role.PRIMARY: State.PRIMARY, Role.STANDBY: State.STANDBY}
+
+
+class Input(enum.Enum):
+    """What a Decision answers."""
+    LINK = "link"                # RTM_NEWLINK, or a live carrier read (miimon)
+    REMOVED = "removed"          # RTM_DELLINK
+    REJECT = "reject"            # enslaving failed
+    FORCE = "force"              # netfo set IF active ...
+    PATH_DOWN = "path-down"      # the prober's verdict
+    PATH_UP = "path-up"
+    TICK = "tick"                # a delay may have run out
+    LOOP = "loop"                # the datapath switched by itself
 
 
 @dataclass(frozen=True)
@@ -73,22 +116,37 @@ class Ignore:
 Action = object  # Enslave | Release | Ignore
 
 
-RESELECT = ("always", "better", "failure")
+@dataclass(frozen=True)
+class Decision:
+    """The group's answer to one input; the daemon carries it out."""
+    input: Input
+    state: State
+    active: Optional[Role]        # the slave that transmits (the loop's preferred slot)
+    ready: frozenset              # slaves the loop may use (admin up and carrier)
+    carrier: bool                 # the master's carrier
+    announce: bool                # tell the network where the master is now
+    actions: tuple = ()           # Enslave / Release / Ignore, in order
+    events: tuple = ()            # the events this input recorded
+
+    def then(self, later: "Decision") -> "Decision":
+        """This decision followed by a later one (an action's consequence):
+        the later state wins, announcements and events add up."""
+        return Decision(later.input, later.state, later.active, later.ready, later.carrier,
+                        self.announce or later.announce, self.actions + later.actions,
+                        self.events + later.events)
 
 
 @dataclass
 class Policy:
     """How the transmitting slave is chosen (bonding's knobs, net_failover's
-    defaults: no delays, the primary always wins)."""
+    defaults: no delays, the primary always wins).  Checked by Config."""
     updelay: float = 0.0        # s a returning slave must stay ready before it takes over
     downdelay: float = 0.0      # s the master keeps carrier while no slave can transmit
     reselect: str = "always"    # when a ready primary takes over again (primary_reselect)
 
-    def __post_init__(self) -> None:
-        if self.reselect not in RESELECT:
-            raise ValueError(f"reselect must be one of {', '.join(RESELECT)}")
-        if self.updelay < 0 or self.downdelay < 0:
-            raise ValueError("delays cannot be negative")
+
+class TransitionError(RuntimeError):
+    """A move the TRANSITIONS table does not allow (a bug in the group)."""
 
 
 @dataclass
@@ -97,8 +155,7 @@ class Group:
 
     The transmitting slave is a state, not recomputed per frame as the kernel
     does (B-19), so that updelay, reselect and manual forcing can hold it;
-    with the default Policy the result is the kernel's.  Every change is an
-    event with its reason.
+    with the default Policy the result is the kernel's.
     """
     master: str
     mac: str
@@ -106,39 +163,45 @@ class Group:
     pinned_primary: Optional[str] = None
     master_index: int = 0
     policy: Policy = field(default_factory=Policy)
-    clock: object = time.monotonic
+    clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+    events: Optional[EventLog] = None
     slaves: dict = field(default_factory=dict)        # Role -> Link
     failovers: int = 0
-    last_failover: Optional[float] = None
+    last_failover: Optional[float] = None             # wall time
     forced: Optional[Role] = None
-    events: collections.deque = field(default_factory=lambda: collections.deque(maxlen=100))
+    state: State = State.DOWN
+    broken: set = field(default_factory=set)          # roles whose path the prober judged down
+    sending: Optional[Role] = None                    # what the loop transmits through, as known
     _ignored: set = field(default_factory=set)
     _ready_since: dict = field(default_factory=dict)  # Role -> monotonic time
-    broken: set = field(default_factory=set)          # roles whose probes fail
-    _active: Optional[Role] = None
-    _carrier_until: Optional[float] = None             # downdelay running out
+    _carrier_until: Optional[float] = None            # downdelay running out
+    _announce: bool = False
+    _recorded: list = field(default_factory=list)     # events of the input being handled
 
     def __post_init__(self) -> None:
         self.mac = self.mac.lower()
+        if self.events is None:
+            self.events = EventLog(self.master, self.clock, self.wall)
 
     # -- queries ---------------------------------------------------------
 
     def active(self) -> Optional[Role]:
         """The slave that transmits now."""
-        return self._active
+        return TRANSMITS[self.state]
 
     @property
     def carrier(self) -> bool:
         """Master carrier: on while some slave can transmit (B-29..31), and
         for downdelay after the last one stopped."""
-        return self._active is not None or self._carrier_until is not None
+        return CARRIER[self.state]
 
     def next_deadline(self) -> Optional[float]:
         """When tick() must run next (a delay running out), or None."""
         times = [self._carrier_until] if self._carrier_until is not None else []
         if self.policy.updelay:
             times += [t + self.policy.updelay for r, t in self._ready_since.items()
-                      if r != self._active]
+                      if r != self.active()]
         return min(times) if times else None
 
     def role_of(self, index: int) -> Optional[Role]:
@@ -161,10 +224,19 @@ class Group:
             return None
         return Role.PRIMARY
 
-    # -- events ----------------------------------------------------------
+    def switches(self, since: Optional[float] = None) -> list:
+        """The switch events (all, or newer than monotonic time since)."""
+        return self.events.of("switch", since)
 
-    def link_changed(self, link: Link) -> list:
+    def settled(self) -> None:
+        """Setup is over: the slaves found at `up` were no failover."""
+        self.failovers, self.last_failover = 0, None
+
+    # -- inputs ----------------------------------------------------------
+
+    def link_changed(self, link: Link) -> Decision:
         """A link appeared or changed (RTM_NEWLINK)."""
+        self._begin()
         actions: list = []
         role = self.role_of(link.index)
         reason = "carrier"
@@ -184,46 +256,83 @@ class Group:
                     self._ignored.add(link.index)
                     actions.append(Ignore(link, f"{role} already present: {holder.name}"))
         self._reselect(reason)
-        return actions
+        return self._decide(Input.LINK, actions)
 
-    def link_removed(self, index: int) -> list:
+    def link_removed(self, index: int) -> Decision:
         """A link was deleted (RTM_DELLINK), e.g. the VF hot-unplugged."""
+        self._begin()
         self._ignored.discard(index)
         role = self.role_of(index)
         if role is None:
-            return []
+            return self._decide(Input.REMOVED)
         link = self.slaves.pop(role)
         self.broken.discard(role)
         self._reselect("deleted")
-        return [Release(role, link, gone=True)]
+        return self._decide(Input.REMOVED, [Release(role, link, gone=True)])
 
-    def reject(self, role: Role) -> None:
+    def reject(self, role: Role) -> Decision:
         """Enslaving failed (e.g. MTU refused): forget it, leave it alone."""
+        self._begin()
         link = self.slaves.pop(role, None)
         if link is not None:
             self._ignored.add(link.index)
         self._reselect("refused")
+        return self._decide(Input.REJECT)
 
-    def force(self, role: Optional[Role]) -> None:
+    def force(self, role: Optional[Role]) -> Decision:
         """Manual control: prefer role while it is ready (None: automatic)."""
+        self._begin()
         self.forced = role
         self._reselect("manual")
+        return self._decide(Input.FORCE)
 
-    def path_down(self, role: Role, reason: str) -> None:
+    def path_down(self, role: Role, reason: str = "probe") -> Decision:
         """The path through role is broken although its link looks fine
-        (probes unanswered): not ready until path_up()."""
-        self.broken.add(role)
+        (probes unanswered): not used until path_up()."""
+        self._begin()
+        if role not in self.broken:
+            self.broken.add(role)
+            self._path_event(role, False)
         self._reselect(reason)
+        return self._decide(Input.PATH_DOWN)
 
-    def path_up(self, role: Role) -> None:
-        self.broken.discard(role)
+    def path_up(self, role: Role) -> Decision:
+        self._begin()
+        if role in self.broken:
+            self.broken.discard(role)
+            self._path_event(role, True)
         self._reselect("probe")
+        return self._decide(Input.PATH_UP)
 
-    def tick(self) -> None:
+    def tick(self) -> Decision:
         """Let delays run out."""
+        self._begin()
         self._reselect("delay")
+        return self._decide(Input.TICK)
 
-    # -- selection -------------------------------------------------------
+    def loop_switched(self, to: Optional[Role], reason: Optional[str] = None) -> Decision:
+        """The datapath transmits through `to` although the group did not say
+        so: it held a slave down by itself (a send error: reason
+        "send-error", recorded as a switch; a link event it read itself:
+        None, not recorded, netlink's event that follows says why).  The
+        group's own choice stands (the loop falls back to it when the hold
+        ends); only the announcement follows the frames."""
+        self._begin()
+        if reason is not None:
+            self._switch_event(reason, to, self.active() if to != self.active() else None)
+        self._follow(to)
+        return self._decide(Input.LOOP)
+
+    # -- the machine -----------------------------------------------------
+
+    def _begin(self) -> None:
+        self._recorded = []
+        self._announce = False
+
+    def _decide(self, what: Input, actions: Optional[list] = None) -> Decision:
+        ready = frozenset(r for r, l in self.slaves.items() if l.ready)
+        return Decision(what, self.state, self.active(), ready, self.carrier, self._announce,
+                        tuple(actions or ()), tuple(self._recorded))
 
     def _reselect(self, reason: str) -> None:
         now = self.clock()
@@ -234,35 +343,53 @@ class Group:
             else:
                 self._ready_since.pop(role, None)
         new = self._choose(now)
-        if new is None and self._active is not None and self.policy.downdelay:
-            self._carrier_until = now + self.policy.downdelay
-        elif new is not None or (self._carrier_until is not None and now >= self._carrier_until):
+        if new is not None:
             self._carrier_until = None
-        if new != self._active:
-            old, self._active = self._active, new
-            if old is not None:                 # the first selection is no failover
-                self.failovers += 1
-                self.last_failover = time.time()
-            self.note(reason, new, old)
+            target = TRANSMITTING[new]
+        elif self.active() is not None and self.policy.downdelay:
+            self._carrier_until = now + self.policy.downdelay
+            target = State.HOLDING
+        elif self._carrier_until is not None and now < self._carrier_until:
+            target = State.HOLDING
+        else:
+            self._carrier_until = None
+            target = State.DOWN
+        self._enter(target, reason)
 
-    def note(self, reason: str, to: Optional[Role], frm: Optional[Role] = None) -> None:
-        """Record a switch (also one the datapath made by itself)."""
-        link = self.slaves.get(to) if to is not None else None
-        frm = self._active if frm is None and to != self._active else frm
-        self.events.append({"time": time.time(), "from": _name(frm), "to": _name(to),
-                            "slave": link.name if link else None, "reason": reason})
+    def _enter(self, target: State, reason: str) -> None:
+        old = self.state
+        if target == old:
+            return
+        if target not in TRANSITIONS[old]:
+            raise TransitionError(f"{self.master}: no transition {old.value} -> {target.value}")
+        self.state = target
+        frm, to = TRANSMITS[old], TRANSMITS[target]
+        if frm != to:
+            if frm is not None:                 # the first selection is no failover
+                self.failovers += 1
+                self.last_failover = self.wall()
+            self._switch_event(reason, to, frm)
+            self._follow(to)
+        if CARRIER[old] != CARRIER[target]:
+            self._record("carrier", carrier=CARRIER[target])
+
+    def _follow(self, to: Optional[Role]) -> None:
+        """Frames now leave through `to`: announce it (once per move)."""
+        if to != self.sending:
+            self.sending = to
+            self._announce = self._announce or to is not None
 
     def _choose(self, now: float) -> Optional[Role]:
         ready = [r for r in (Role.PRIMARY, Role.STANDBY) if r in self._ready_since]
         if not ready:
             return None
+        cur = self.active()
         # updelay: a slave that came back must stay ready a while before it
         # takes over, unless nothing else can transmit.
-        settled = [r for r in ready if r == self._active
+        settled = [r for r in ready if r == cur
                    or now - self._ready_since[r] >= self.policy.updelay] or ready
         if self.forced in settled:
             return self.forced
-        cur = self._active
         if cur in settled and cur != Role.PRIMARY:
             if self.policy.reselect == "failure":
                 return cur                      # stay until the active one fails
@@ -270,6 +397,22 @@ class Group:
                     and not _faster(self.slaves[Role.PRIMARY], self.slaves[cur])):
                 return cur
         return settled[0]
+
+    # -- events ----------------------------------------------------------
+
+    def _record(self, kind: str, **fields) -> dict:
+        e = self.events.record(kind, **fields)
+        self._recorded.append(e)
+        return e
+
+    def _switch_event(self, reason: str, to: Optional[Role], frm: Optional[Role]) -> None:
+        link = self.slaves.get(to) if to is not None else None
+        self._record("switch", **{"from": _name(frm), "to": _name(to),
+                                  "slave": link.name if link else None, "reason": reason})
+
+    def _path_event(self, role: Role, up: bool) -> None:
+        link = self.slaves.get(role)
+        self._record("path", role=str(role), slave=link.name if link else None, up=up)
 
 
 def _name(role: Optional[Role]) -> Optional[str]:

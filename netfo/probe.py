@@ -8,24 +8,41 @@ receives ARP/ND frames from a target or from the master's own addresses:
 the active slave gets the targets' replies, the other one the probes the
 switch floods back to it (bonding's trick), so probing never needs to send
 from the backup and never moves the switch's idea of where the MAC is.
+
+The Prober judges: it says which slaves to probe out of and returns its
+verdicts (a path went down / came back); the daemon sends the frames and
+hands the verdicts to the group.  No socket here, so it is tested without root.
 """
 from __future__ import annotations
 
 import ipaddress
+from typing import Iterable, NamedTuple, Optional
 
 from .frames import arp_request, neighbour_solicitation, sender
+
+
+class Verdict(NamedTuple):
+    role: object        # group.Role
+    up: bool            # False: the path went down; True: it answers again
+
 
 class Prober:
     """Which slaves' paths are alive, from what their observers receive."""
 
     def __init__(self, targets4: list, targets6: list, interval: float, missed: int):
-        self.targets4, self.targets6 = targets4, targets6
+        self.targets4, self.targets6 = list(targets4), list(targets6)
         self.interval, self.missed = interval, missed
         self.last_heard: dict = {}          # role -> monotonic time
+        self.down: set = set()              # roles whose path is judged down
 
     @property
     def enabled(self) -> bool:
         return bool(self.targets4 or self.targets6)
+
+    @property
+    def window(self) -> float:
+        """s of silence after which a path is down."""
+        return self.interval * self.missed
 
     def frames(self, mac: str, state: dict) -> list:
         """One round of probes, sent out of the transmitting slave."""
@@ -44,4 +61,40 @@ class Prober:
 
     def alive(self, role, now: float) -> bool:
         last = self.last_heard.setdefault(role, now)     # a new slave gets a grace period
-        return now - last <= self.interval * self.missed
+        return now - last <= self.window
+
+    def sources(self, transmitting: Optional[object], roles: Iterable) -> set:
+        """The slaves to send this round's probes out of: the one that
+        transmits, and every one whose path is down, or nothing would tell
+        when it heals (when the active path dies, the other slave stops
+        hearing the flooded probes too)."""
+        out = {r for r in roles if r in self.down}
+        if transmitting is not None:
+            out.add(transmitting)
+        return out
+
+    def judge(self, roles: Iterable, active: Optional[object], now: float) -> list:
+        """The paths that changed since the last round, the active one first."""
+        roles = list(roles)
+        verdicts = []
+        for role in sorted(roles, key=lambda r: r != active):
+            alive = self.alive(role, now)
+            if role == active and not alive:
+                # The others heard the probes the switch flooded back from
+                # this path: their silence says nothing now. Give them a
+                # fresh grace period, probing through them directly.
+                for other in roles:
+                    if other != role:
+                        self.last_heard[other] = now
+            if not alive and role not in self.down:
+                self.down.add(role)
+                verdicts.append(Verdict(role, False))
+            elif alive and role in self.down:
+                self.down.discard(role)
+                verdicts.append(Verdict(role, True))
+        return verdicts
+
+    def forget(self, role) -> None:
+        """The slave left: a new one starts with a grace period, path up."""
+        self.last_heard.pop(role, None)
+        self.down.discard(role)

@@ -1,0 +1,54 @@
+"""The event record of one master: a ring of structured events.
+
+Every event is a dict with both clocks and the master's name,
+    {"time": wall_s, "mono": monotonic_s, "master": "ens10", "kind": K, ...}
+with, per kind K (this schema is what `netfo events --json` prints and what
+the demo and the failover bench read, so it only ever grows):
+    switch      from, to (roles or None), slave (name or None), reason
+    carrier     carrier (bool, the master's)
+    enslave     role, slave, index
+    release     role, slave, gone
+    mtu         mtu
+    mac-revert  mac (the MAC someone set on the master, now reverted)
+    path        role, slave, up (bool)
+The monotonic time lets a reader ask for what is newer than what it has
+seen (`since`), the wall time lets people read it.
+"""
+from __future__ import annotations
+
+import collections
+import time
+from typing import Callable, Iterator, Optional
+
+KINDS = ("switch", "carrier", "enslave", "release", "mtu", "mac-revert", "path")
+RING = 1000
+
+
+class EventLog:
+    """The last RING events of one master, oldest first."""
+
+    def __init__(self, master: str, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time, size: int = RING):
+        self.master = master
+        self.clock, self.wall = clock, wall
+        self._ring: collections.deque = collections.deque(maxlen=size)
+
+    def record(self, kind: str, **fields) -> dict:
+        assert kind in KINDS, kind              # the schema is a contract: no ad-hoc kinds
+        e = {"time": self.wall(), "mono": self.clock(), "master": self.master, "kind": kind,
+             **fields}
+        self._ring.append(e)
+        return e
+
+    def since(self, mono: Optional[float] = None) -> list:
+        """Events strictly newer than mono (all when None)."""
+        return [e for e in self._ring if mono is None or e["mono"] > mono]
+
+    def of(self, kind: str, since: Optional[float] = None) -> list:
+        return [e for e in self.since(since) if e["kind"] == kind]
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter(self._ring)
+
+    def __len__(self) -> int:
+        return len(self._ring)

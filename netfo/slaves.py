@@ -1,0 +1,202 @@
+"""The slaves' lifecycle, and the master's settings they must follow.
+
+Enslaving (B-12/B-13): journal first, force the master's MTU, silence the
+slave's own stack, bring it up, open its packet socket, join the master's
+multicast groups and hand the socket to the loop.  Releasing undoes that
+from the journal entry.  While enslaved, the master's multicast list and
+promiscuity are copied to the slaves (B-14: a TAP announces neither), and
+the master's MAC (B-40) and MTU (B-36) are policed.  Each of these is an
+event in the master's EventLog.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+from dataclasses import dataclass
+from typing import Optional
+
+from pyroute2 import IPRoute
+
+from . import journal
+from .build import Builder
+from .errors import NetfoError
+from .events import EventLog
+from .group import Link, Role
+from .kernel import links, master, packet, silence, tap
+from .probe import Prober
+
+log = logging.getLogger("netfo")
+
+
+@dataclass
+class SlaveState:
+    """An enslaved link as the daemon tracks it (what to undo is in the journal)."""
+    index: int
+    name: str
+    mcast: frozenset = frozenset()
+
+
+class Slaves:
+    def __init__(self, ipr: IPRoute, builder: Builder, dp, events: EventLog, prober: Prober,
+                 mac: str, mtu: int):
+        self.ipr, self.builder, self.dp = ipr, builder, dp
+        self.ifname = builder.ifname
+        self.events, self.prober = events, prober
+        self.mac, self.mtu = mac, mtu
+        self.silencer = silence.Silencer(self.ifname)
+        self.held: dict = {}                    # Role -> SlaveState
+        self.refused: dict = {}                 # Role -> why enslaving failed last
+        self.observers: dict = {}               # Role -> socket seeing its ARP/ND
+        self.selector: Optional[selectors.BaseSelector] = None   # set while serving
+        self.mcast: frozenset = frozenset()
+        self.promisc = False
+
+    def __contains__(self, role: Role) -> bool:
+        return role in self.held
+
+    def __getitem__(self, role: Role) -> SlaveState:
+        return self.held[role]
+
+    @property
+    def journal(self) -> dict:
+        return self.builder.journal
+
+    # -- enslave / release -------------------------------------------------
+
+    def enslave(self, role: Role, link: Link) -> Optional[Link]:
+        """Make link the slave in role; its state now that it is up (its
+        'up' event may be queued behind the one being handled, and must not
+        find it counted as down).  NetfoError: refused, left as it was."""
+        entry = {"master": self.ifname, "name": link.name, "role": str(role), "mtu": link.mtu,
+                 "was_up": link.up, "disable_ipv6": None, "silenced_as": link.name}
+        self.journal["slaves"][str(link.index)] = entry
+        self.builder.save()
+        self.held[role] = SlaveState(link.index, link.name)
+        try:
+            if link.mtu != self.mtu:
+                links.set_link(self.ipr, link.index, f"set {link.name} mtu {self.mtu}", mtu=self.mtu)
+            entry["disable_ipv6"] = self.silencer.silence(link.name)
+            self.builder.save()
+            if not link.up:
+                links.set_link(self.ipr, link.index, f"bring {link.name} up", state="up")
+            fd = packet.open_slave(link.name)
+        except BaseException:
+            self.release(role, gone=False)
+            raise
+        self.held[role].mcast = self._sync_mcast(fd, link.index, frozenset(), self.mcast)
+        self.dp.set_slave(role, fd, link.index)
+        fresh = links.get(self.ipr, index=link.index)
+        if self.prober.enabled:
+            self.observe(role, packet.observer(link.name))
+        log.info("%s enslaved as %s (index %d)", link.name, role, link.index)
+        self.events.record("enslave", role=str(role), slave=link.name, index=link.index)
+        return fresh
+
+    def release(self, role: Role, gone: bool) -> None:
+        state = self.held.pop(role, None)
+        if state is None:
+            return
+        if self.dp is not None:
+            self.dp.set_ready(role, False)
+            self.dp.set_slave(role, -1)     # the loop closes the old socket
+        self.observe(role, None)
+        self.prober.forget(role)
+        entry = self.journal["slaves"].pop(str(state.index), None)
+        if entry is not None:
+            entry["name"] = state.name
+            journal.restore_slave(self.ipr, state.index, entry, gone)
+            self.builder.save()
+        log.info("%s released from %s (%s)", state.name, role, "deleted" if gone else "restored")
+        self.events.record("release", role=str(role), slave=state.name, gone=gone)
+
+    def release_all(self) -> None:
+        for role in list(self.held):
+            try:
+                self.release(role, gone=False)
+            except NetfoError as e:
+                log.error("release %s: %s", role, e)
+
+    def renamed(self, role: Role, name: str) -> None:
+        """udev (or the user) renamed an enslaved link: the journal follows."""
+        state = self.held.get(role)
+        if state is not None and state.name != name:
+            state.name = name
+            self.journal["slaves"][str(state.index)]["name"] = name
+            self.builder.save()
+
+    def observe(self, role: Role, sock) -> None:
+        """Replace role's probe observer (None: just close the old one)."""
+        old = self.observers.pop(role, None)
+        if old is not None:
+            if self.selector is not None:
+                self.selector.unregister(old)
+            old.close()
+        if sock is not None:
+            self.observers[role] = sock
+            if self.selector is not None:
+                self.selector.register(sock, selectors.EVENT_READ, ("probe", role))
+
+    # -- what the master sets, copied or policed -----------------------------
+
+    def _sync_mcast(self, fd: int, ifindex: int, old: frozenset, new: frozenset) -> frozenset:
+        for mac in new - old:
+            packet.membership(fd, ifindex, packet.PACKET_MR_MULTICAST, mac, add=True)
+        for mac in old - new:
+            packet.membership(fd, ifindex, packet.PACKET_MR_MULTICAST, mac, add=False)
+        return new
+
+    def follow_lists(self, master_index: int) -> None:
+        """B-14: the master's multicast list and promiscuity, which no
+        netlink event announces for a TAP: polled."""
+        new = frozenset(master.mcast_list(master_index))
+        if new != self.mcast:
+            for role, state in self.held.items():
+                fd = self.dp.fd(role)
+                if fd >= 0:
+                    state.mcast = self._sync_mcast(fd, state.index, state.mcast, new)
+            self.mcast = new
+        promisc = bool(links.flags(self.ipr, master_index) & links.IFF_PROMISC)
+        if promisc != self.promisc:
+            self.dp.set_promisc(promisc)
+            self.promisc = promisc
+
+    def police(self, link: Link) -> None:
+        """The master changed: its MAC is immutable (B-40), its MTU goes to
+        the slaves or back (B-36)."""
+        if link.mac != self.mac:
+            log.warning("%s: MAC change to %s reverted (B-40)", self.ifname, link.mac)
+            links.set_link(self.ipr, link.index, "revert master MAC", address=self.mac)
+            self.events.record("mac-revert", mac=link.mac)
+        if link.mtu != self.mtu:
+            self._change_mtu(link.index, link.mtu)
+
+    def _change_mtu(self, master_index: int, new: int) -> None:
+        """B-36: primary first, then standby; any refusal rolls all back."""
+        done = []
+        try:
+            for role in (Role.PRIMARY, Role.STANDBY):
+                state = self.held.get(role)
+                if state is not None:
+                    links.set_link(self.ipr, state.index, f"set {state.name} mtu {new}", mtu=new)
+                    done.append(state)
+        except NetfoError as e:
+            log.error("%s: MTU %d refused, rolled back to %d: %s", self.ifname, new, self.mtu, e)
+            for state in done:
+                links.set_link(self.ipr, state.index, "roll back MTU", mtu=self.mtu)
+            links.set_link(self.ipr, master_index, "roll back master MTU", mtu=self.mtu)
+            return
+        log.info("%s: MTU %d -> %d", self.ifname, self.mtu, new)
+        self.mtu = new
+        self.events.record("mtu", mtu=new)
+
+    # -- the control plane's own frames --------------------------------------
+
+    def send(self, slot: int, frames: list) -> None:
+        """Frames of the control plane's own, straight out of a slave."""
+        for frame in frames:
+            try:
+                os.write(self.dp.fd(slot), bytes(tap.VNET_HDR_LEN) + frame)
+            except OSError as e:
+                log.warning("sending on %s failed: %s", Role(slot), e)
+                return
