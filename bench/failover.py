@@ -35,7 +35,6 @@ import argparse
 import bisect
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -181,33 +180,18 @@ class Netfo(harness.Netfo):
     error = BenchError
 
 
-LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) netfo\[[^\]]*\] (\w+) (.*)$")
-SWITCH = re.compile(r"transmit via (\w+) \(([\w-]+), ")
-
-
-def read_log(path: str) -> list[tuple[float, str, str]]:
-    """(monotonic s, level, message) of netfo's log; wall-clock ms stamps are
-    mapped onto CLOCK_MONOTONIC with the offset between the clocks now."""
-    offset = time.time() - time.monotonic()
-    out = []
+def log_warnings(path: str) -> list[str]:
+    """netfo's warning and error lines, for the report (no event covers them)."""
     try:
         with open(path, errors="replace") as f:
-            for line in f:
-                m = LOG_LINE.match(line.rstrip("\n"))
-                if m:
-                    wall = time.mktime(time.strptime(m[1], "%Y-%m-%d %H:%M:%S")) + int(m[2]) / 1000
-                    out.append((wall - offset, m[3], m[4]))
-    except (OSError, ValueError, OverflowError):
-        pass
-    return out
+            return [l.rstrip("\n") for l in f if " WARNING " in l or " ERROR " in l]
+    except OSError:
+        return []
 
 
-def netfo_switches(netfo_events: list, log: list) -> list:
-    """[(monotonic s, to, reason)]: netfo's switches, from its structured
-    events (netfo.lab.events); from its log with a daemon that has none."""
-    if netfo_events:
-        return [(t, str(to), why) for t, to, why, _ in events.switches(netfo_events, IFNAME)]
-    return [(t, m.group(1), m.group(2)) for t, _, msg in log if (m := SWITCH.search(msg))]
+def netfo_switches(netfo_events: list) -> list:
+    """[(monotonic s, to, reason)]: netfo's switches, from its structured events."""
+    return [(t, str(to), why) for t, to, why, _ in events.switches(netfo_events, IFNAME)]
 
 
 # ------------------------------------------------------------------ one segment
@@ -491,12 +475,11 @@ def analyse_segment(seg: Segment, results: dict, end: float) -> dict:
     quiet_from = [(x["settled"] or x["t"]) + a.quiet / 2000 for x in seg.actions]
     per_dir = {d: _direction(*results[d], bounds, quiet_from, end) for d in DIRECTIONS}
     # netfo's own account: the first switch it logged after each action
-    log = read_log(seg.logfile)
-    switches = netfo_switches(seg.netfo_events, log)
+    switches = netfo_switches(seg.netfo_events)
     reasons: dict = {}
     for _, to, why in switches:
         reasons[f"{why} -> {to}"] = reasons.get(f"{why} -> {to}", 0) + 1
-    warnings = [msg for _, lvl, msg in log if lvl in ("WARNING", "ERROR")]
+    warnings = log_warnings(seg.logfile)
     # what the kernel announced about ens11 (as heard by the watcher's netlink
     # socket, an upper bound on the event's time): the change each action makes
     want = {"away": lambda e: e["gone"] or not e["up"] or not e["carrier"],

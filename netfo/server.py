@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import socket
-import time
 from typing import Callable
 
 from .errors import NetfoError

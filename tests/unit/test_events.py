@@ -91,35 +91,20 @@ def _run_with_events():
     return run
 
 
-def test_demo_analysis_uses_events_over_log_and_samples():
+def test_demo_analysis_uses_events_over_samples():
     from netfo.lab.demo.analysis import analyse
     run = _run_with_events()
-    run.netfo_log = [(run.started + 2.0, "transmit via standby (manual, ens10nsby)")]   # ignored
     rep = analyse(run)
     assert rep["transmitting_source"] == "netfo's events"
     assert [c["active"] for c in rep["transmitting_changes"]] == ["standby", None, "standby", "primary"]
     assert rep["transmitting_after"][-1] == "primary"
     netfo = [e["what"] for e in rep["guest_events"] if e["source"] == "netfo"]
     assert "transmit via standby (deleted, ens10nsby)" in netfo and "ens10: carrier off" in netfo
-    assert not any("manual" in w for w in netfo)
     assert any("had no carrier for 1.5 ms" in n for n in rep["notes"])
 
 
-def test_demo_analysis_falls_back_to_the_log():
-    from netfo.lab.demo.analysis import analyse
-    from test_demo_analysis import _fake_run
-    run = _fake_run()
-    run.netfo_log = [(run.started + 1.02, "transmit via standby (deleted, ens10nsby)"),
-                     (run.started + 1.2, "transmit via primary (admin, ens11)")]
-    rep = analyse(run)
-    assert rep["transmitting_source"] == "netfo's log"
-    assert [c["active"] for c in rep["transmitting_changes"]] == ["standby", "primary"]
-
-
-def test_failover_bench_switches_from_events_else_log():
+def test_failover_bench_switches_from_events():
     from bench.failover import netfo_switches
     evs = events.parse_lines(RECORDED.splitlines())
-    assert [f"{why} -> {to}" for _, to, why in netfo_switches(evs, [])] == [
+    assert [f"{why} -> {to}" for _, to, why in netfo_switches(evs)] == [
         "deleted -> standby", "carrier -> None", "carrier -> standby", "admin -> primary"]
-    log = [(5.0, "INFO", "transmit via standby (carrier, ens10nsby)"), (6.0, "INFO", "other")]
-    assert netfo_switches([], log) == [(5.0, "standby", "carrier")]

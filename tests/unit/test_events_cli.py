@@ -7,7 +7,6 @@ import pytest
 
 from netfo import cli
 from netfo.config import Config
-from netfo.events import EventLog
 from netfo.group import Group, Role
 from netfo.server import Server
 

@@ -44,7 +44,6 @@ bound from both).
 from __future__ import annotations
 
 import bisect
-import re
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -76,7 +75,6 @@ class Run:
     steps: list = field(default_factory=list)
     samples: list = field(default_factory=list)    # watcher samples
     events: list = field(default_factory=list)     # guest link/neighbour events
-    netfo_log: list = field(default_factory=list)  # (monotonic, message) from netfo's daemon log
     netfo_events: list = field(default_factory=list)  # netfo's structured events (netfo.lab.events)
     tcp: Optional[dict] = None
     arp_retrans_ms: Optional[int] = None           # the guest's ARP retransmit interval
@@ -149,11 +147,8 @@ def _events(run: Run) -> list:
 
 def _netfo_lines(run: Run) -> list:
     """[(monotonic t, line)]: netfo's own account, from its structured events
-    (in its log's words), else from its log."""
-    evs = _events(run)
-    if evs:
-        return [(e["mono"], events.describe(e)) for e in evs]
-    return list(run.netfo_log)
+    (in its log's words)."""
+    return [(e["mono"], events.describe(e)) for e in _events(run)]
 
 
 def _transmit_changes(run: Run) -> tuple:
@@ -167,20 +162,10 @@ def _transmit_changes(run: Run) -> tuple:
     initial = next((s.get("active") for s in good if s["t"] >= run.started), None)
     if initial is None and good:
         initial = good[0].get("active")
-    changes = []
-    evs = _events(run)
-    if evs:
-        changes = [(t, to) for t, to, _, _ in events.switches(evs)
-                   if run.started <= t <= run.ended]
-        source = "netfo's events"
-    else:
-        for t, msg in run.netfo_log:
-            m = re.match(r"transmit via (\w+)", msg)
-            if m and run.started <= t <= run.ended:
-                changes.append((t, None if m[1] == "None" else m[1]))
-        source = "netfo's log"
+    changes = [(t, to) for t, to, _, _ in events.switches(_events(run))
+               if run.started <= t <= run.ended]
     if changes:
-        return initial, changes, source
+        return initial, changes, "netfo's events"
     prev = initial
     for s in good:
         if s["t"] >= run.started and s.get("active") != prev:
@@ -268,11 +253,7 @@ def _carrier_gaps(run: Run) -> list:
     """(off, on) monotonic times of the master's carrier: from netfo's events
     or its log, else from the guest's netlink events (which lag it by a few ms)."""
     out, off = [], None
-    evs = _events(run)
-    if evs:
-        log = [(t, f"{IFNAME}: carrier {'on' if on else 'off'}") for t, on in events.carrier(evs)]
-    else:
-        log = [(t, m) for t, m in run.netfo_log if m.startswith(f"{IFNAME}: carrier ")]
+    log = [(t, f"{IFNAME}: carrier {'on' if on else 'off'}") for t, on in events.carrier(_events(run))]
     changes = log or [(e["t"], f"{IFNAME}: carrier {'on' if e['carrier'] else 'off'}")
                      for e in sorted(run.events, key=lambda e: e["t"])
                      if e["event"] == "link" and e["name"] == IFNAME and not e["gone"]

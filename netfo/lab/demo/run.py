@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import sys
 import time
@@ -49,7 +48,6 @@ from .report import format_report
 PRE_S, POST_S = 1.0, 1.5           # steady traffic before the first / after the last step
 TCP_INTERVAL = 0.01
 PORT_G2P, PORT_P2G, PORT_TCP = 5001, 5002, 5003
-LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) netfo\[[^\]]*\] \w+ (.*)$")
 NETNS_DIR = "/var/run/netns"
 
 
@@ -70,7 +68,6 @@ class Demo:
         self.daemon_log: Optional[str] = None
         self.recording: Optional[list] = None     # (monotonic, lab log line) while migrating
         self.t0: Optional[float] = None
-        self.netfo_log: list = []
         self.follower: Optional[Events] = None    # netfo's structured events, as they come
         self.netfo_events: list = []
 
@@ -210,32 +207,9 @@ class Demo:
                 pass
         self.tools = []
 
-    def read_daemon_log(self) -> list:
-        """netfo's log lines since the stream started, as (monotonic, message).
-
-        The daemon stamps lines with the wall clock to the millisecond; the
-        offset between the two clocks, taken now, maps them onto this run's
-        timeline. Best effort: lines in another format are skipped."""
-        if not self.daemon_log or self.t0 is None:
-            return []
-        offset = time.time() - time.monotonic()
-        out = []
-        try:
-            with open(self.daemon_log, errors="replace") as f:
-                for line in f:
-                    m = LOG_LINE.match(line.rstrip("\n"))
-                    if not m:
-                        continue
-                    wall = time.mktime(time.strptime(m[1], "%Y-%m-%d %H:%M:%S")) + int(m[2]) / 1000
-                    if wall - offset >= self.t0 - 0.001:
-                        out.append((wall - offset, m[3]))
-        except (OSError, ValueError, OverflowError):
-            pass
-        return out
-
     def collect_events(self) -> list:
         """netfo's structured events (netfo.lab.events), read while it still
-        runs; [] from a daemon that has none (the analysis then reads its log)."""
+        runs."""
         if self.follower is None:
             return []
         try:
@@ -247,7 +221,6 @@ class Demo:
         """Stop the tools; unless keep, netfo down and remove the lab."""
         self.stop_tools()
         self.netfo_events = self.collect_events()
-        self.netfo_log = self.read_daemon_log()
         if keep or not self.built:
             return
         if self.netfo_up and self.lab.exists():
@@ -299,7 +272,6 @@ def cmd_demo(args) -> int:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             for s, h in old.items():
                 signal.signal(s, h)
-    run.netfo_log = demo.netfo_log
     run.netfo_events = demo.netfo_events
     rep = analyse(run)
     if args.json:
