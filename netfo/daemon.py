@@ -228,7 +228,8 @@ class Daemon:
                              f"{self.refused.get(Role.STANDBY, 'see the log')}")
         runs = [self.dp.run] if self.threads == 1 else [self.dp.run_tx, self.dp.run_rx]
         for fn in runs:
-            self.loops.append(threading.Thread(target=fn, name=f"netfo-{fn.__name__}", daemon=True))
+            self.loops.append(threading.Thread(target=self._run_loop, args=(fn,),
+                                               name=f"netfo-{fn.__name__}", daemon=True))
             self.loops[-1].start()
         self._step("datapath", self._stop_datapath)
         self._sync()
@@ -237,6 +238,15 @@ class Daemon:
         log.info("%s: master up (index %d), standby %s, primary %s", self.ifname,
                  self.master_index, self.sby_name,
                  self.slaves[Role.PRIMARY].name if Role.PRIMARY in self.slaves else "none yet")
+
+    def _run_loop(self, fn: Callable[[], None]) -> None:
+        """A datapath loop's thread: a loop that cannot go on (OSError, e.g.
+        the TAP is gone) stops the daemon as SIGTERM would."""
+        try:
+            fn()
+        except OSError as e:
+            log.error("datapath %s stopped: %s", fn.__name__, e)
+            self.stop.set()
 
     def _resync(self) -> None:
         """Take the links as they are now (at up, and because events of our
