@@ -74,7 +74,7 @@ def frame(size: str, direction: str) -> bytes:
         flen = 60 if size == "64" else 1514
         ip = _ipv4(flen - 14, 17)
         udp = struct.pack("!HHHH", 9, 9, flen - 34, 0)
-        return bytes(10) + _eth(direction) + ip + udp + bytes(flen - 42)
+        return bytes(tap.VNET_HDR_LEN) + _eth(direction) + ip + udp + bytes(flen - 42)
     flen = 54 + 45 * 1448 + 8   # GRO rebuilds 45 segments, the 8-byte tail is dropped
     ip = _ipv4(flen - 14, 6)
     tcp_len = flen - 34
@@ -190,10 +190,10 @@ class MicroLab:
             for _ in range(n):
                 send(data)
             return
-        buf, payload = bytearray(data), len(data) - 10 - 54
+        buf, payload = bytearray(data), len(data) - tap.VNET_HDR_LEN - 54
         for _ in range(n):
             self.seq = (self.seq + payload + 1) & 0xFFFFFFFF
-            struct.pack_into("!I", buf, 10 + 38, self.seq)      # TCP sequence number
+            struct.pack_into("!I", buf, tap.VNET_HDR_LEN + 38, self.seq)   # TCP sequence number
             send(buf)
 
 

@@ -25,7 +25,7 @@ import sys
 
 from netfo.kernel import packet, tap
 
-BUFSZ = 67584       # vnet header + 64 KB GSO frame + Ethernet/VLAN headers
+BUFSZ = tap.BUFSZ   # vnet header + 64 KB GSO frame + Ethernet/VLAN headers
 BURST = 64          # frames per wake-up before epoll again: fairness between sides
 
 

@@ -20,6 +20,7 @@ if os.geteuid() != 0:
     pytest.skip("micro-benchmarks need root (network namespace, TAP)", allow_module_level=True)
 
 from bench import microlab  # noqa: E402
+from netfo.kernel.tap import VNET_HDR_LEN  # noqa: E402
 
 FRAMES = {"64": 100_000, "1500": 50_000, "64k": 3_000}     # per round: 0.1-0.5 s each
 ROUNDS = 5
@@ -59,7 +60,7 @@ def test_forward(benchmark, rig, forwarder, direction, size):
     lost = n * len(rounds) - sum(got for _, got in rounds) // per_frame
     med = statistics.median(fps)
     benchmark.extra_info.update(frames_per_round=n, frames_per_s_median=med,
-                                gbit_per_s_median=med * (len(data) - 10) * 8 / 1e9, lost=lost)
+                                gbit_per_s_median=med * (len(data) - VNET_HDR_LEN) * 8 / 1e9, lost=lost)
     microlab.RESULTS.append({"impl": impl, "direction": direction, "size": size,
-                             "fps": med, "gbps": med * (len(data) - 10) * 8 / 1e9, "lost": lost})
+                             "fps": med, "gbps": med * (len(data) - VNET_HDR_LEN) * 8 / 1e9, "lost": lost})
     assert lost == 0, f"{lost} frames lost"

@@ -99,7 +99,10 @@ class Slaves:
             return
         if self.dp is not None:
             self.dp.set_ready(role, False)
-            self.dp.set_slave(role, -1)     # the loop closes the old socket
+            try:
+                self.dp.set_slave(role, -1)     # the loop closes the old socket
+            except OSError as e:                # a wedged loop: still undo the rest
+                log.error("%s: the datapath did not take the release: %s", state.name, e)
         self.observe(role, None)
         self.prober.forget(role)
         entry = self.journal["slaves"].pop(str(state.index), None)

@@ -22,6 +22,7 @@ TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN = 0x01, 0x02, 0x04, 0x08
 TUN_F_USO4, TUN_F_USO6 = 0x20, 0x40
 
 VNET_HDR_LEN = 10           # struct virtio_net_hdr, as PACKET_VNET_HDR uses
+BUFSZ = 67584               # one read: vnet header + 64 KB GSO frame + Ethernet/VLAN headers
 
 
 def open_tap(name: str) -> int:

@@ -261,9 +261,10 @@ def test_vlan_tags_cross_netfo_both_ways(lab, netfo):
 # would hand the wire), with the tag inline.
 SEND_VLAN_GSO = r"""
 import socket, struct, sys
+from netfo.kernel.packet import SOL_PACKET, PACKET_VNET_HDR
 dst, ifname, vid, mss, segs = bytes.fromhex(sys.argv[1].replace(":", "")), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-s.setsockopt(263, 15, 1)                                   # PACKET_VNET_HDR
+s.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
 s.bind((ifname, 0))
 src = bytes.fromhex(open(f"/sys/class/net/{ifname}/address").read().strip().replace(":", ""))
 payload = (b"netfo-vlan-gso " * (mss * segs // 15 + 1))[:mss * segs]
@@ -280,23 +281,26 @@ s.send(vnet + frame)
 # arrives; report its virtio-net header, its tag and a digest of the frame.
 RECV_VNET = r"""
 import hashlib, json, socket, struct, sys
+from netfo.kernel.packet import SOL_PACKET, PACKET_VNET_HDR, PACKET_AUXDATA, ETH_P_ALL
+from netfo.kernel.tap import VNET_HDR_LEN
 ifname, marker = sys.argv[1], sys.argv[2].encode()
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-s.setsockopt(263, 15, 1)                                   # PACKET_VNET_HDR
-s.setsockopt(263, 8, 1)                                    # PACKET_AUXDATA
-s.bind((ifname, 3))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+s.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+s.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+s.bind((ifname, ETH_P_ALL))
 s.settimeout(10)
 print("ready", flush=True)
 while True:
     data, anc, flags, addr = s.recvmsg(70000, 256)
     if marker in data:
         break
-aux = [struct.unpack("=IIIHHHH", d[:20]) for lvl, typ, d in anc if lvl == 263 and typ == 8]
-flags_, gso_type, hdr_len, gso_size, csum_start, csum_offset = struct.unpack("=BBHHHH", data[:10])
+aux = [struct.unpack("=IIIHHHH", d[:20]) for lvl, typ, d in anc
+       if lvl == SOL_PACKET and typ == PACKET_AUXDATA]
+flags_, gso_type, hdr_len, gso_size, csum_start, csum_offset = struct.unpack("=BBHHHH", data[:VNET_HDR_LEN])
 print(json.dumps({"flags": flags_, "gso_type": gso_type, "gso_size": gso_size,
                   "csum_start": csum_start, "csum_offset": csum_offset,
-                  "aux": aux[0] if aux else None, "len": len(data) - 10,
-                  "sha256": hashlib.sha256(data[10:]).hexdigest(), "pkttype": addr[2]}), flush=True)
+                  "aux": aux[0] if aux else None, "len": len(data) - VNET_HDR_LEN,
+                  "sha256": hashlib.sha256(data[VNET_HDR_LEN:]).hexdigest(), "pkttype": addr[2]}), flush=True)
 """
 
 

@@ -1,0 +1,122 @@
+# The Datapath's C layout: constants, counters and fields (see _fastpath.pyx).
+
+from libc.stdint cimport uint32_t, uint64_t
+
+from .includes cimport linux
+from .includes.system cimport iovec, mmsghdr
+
+
+cdef enum:
+    C_BATCH = 32
+    VNET = linux.VNET_HDR_LEN   # sizeof(struct virtio_net_hdr)
+    VLAN_HLEN = 4               # linux/if_vlan.h is kernel-internal
+    C_BUFSZ = 67584             # vnet header + 64 KB GSO frame + Ethernet/VLAN headers
+    CMSGSZ = 64
+    NDEFER = 8                  # old slave sockets set_slave could not close yet
+    TAG_TAP = 0
+    TAG_SLOT0 = 1               # TAG_SLOT0 + slot
+    TAG_CMD_TX = 3
+    TAG_CMD_RX = 4
+    TAG_NETLINK = 5
+    NLBUFSZ = 16384
+    C_RX_ACTIVE = 0
+    C_RX_KERNEL = 1
+    C_RX_ALL = 2
+    # After a switch, the switch in front of the slaves keeps sending the
+    # guest's unicast to the old slave's port until the announcement (or the
+    # guest's next frame) reaches it: for this long, the active policy still
+    # takes unicast from the slave that transmitted before. Broadcast and
+    # multicast arrive on both slaves and stay one-slave-only: nothing is
+    # delivered twice.
+    RX_GRACE_NS = 100000000
+    LOOP_TX = 0                 # loops[], acked[]: the loop that reads the TAP
+    LOOP_RX = 1                 # ... and the one that reads the slaves
+
+
+cdef struct slot_stats:
+    uint64_t rx_packets
+    uint64_t rx_bytes
+    uint64_t tx_packets
+    uint64_t tx_bytes
+    uint64_t rx_dropped      # received but not delivered (policy, other host)
+    uint64_t tx_dropped      # frame lost on this slave (no room, error)
+
+cdef struct master_stats:
+    uint64_t rx_packets
+    uint64_t rx_bytes
+    uint64_t tx_packets
+    uint64_t tx_bytes
+    uint64_t rx_dropped
+    uint64_t tx_dropped
+    # drop reasons (each drop is counted in exactly one of these)
+    uint64_t drop_no_slave       # TX with no ready slave (B-19)
+    uint64_t drop_rx_policy      # RX on a slave the policy does not deliver
+    uint64_t drop_otherhost      # RX unicast for another MAC
+    uint64_t drop_truncated      # RX larger than our buffers
+    uint64_t drop_bad_vnet       # RX the kernel could not describe in a vnet header
+    uint64_t drop_tap_write      # TAP refused the frame (e.g. master down)
+    uint64_t drop_tap_read       # TAP gave a frame without a payload
+    uint64_t drop_tx_nobufs      # slave queue full
+    uint64_t drop_tx_error       # slave refused the frame (e.g. too big)
+    uint64_t send_failovers      # active slave failed mid-send; loop switched
+    uint64_t link_holds          # the loop left a slave itself: link event, not running
+
+
+cdef class Datapath:
+    # Set up once, then read-only.
+    cdef int tap_fd, ep_tx, ep_rx, cmd_tx, cmd_rx, ack_fd, ev_fd, threads
+    # Shared by the control thread and the loops: read and written only
+    # through includes/atomics.pxd (acquire/release).
+    cdef int fds[2]
+    cdef int ifindex[2]
+    cdef int ready[2]
+    cdef int held[2]                  # held down by the loop until release()
+    cdef int preferred                # slot chosen by the control plane
+    cdef int resend                   # on a failed send, fall over and resend
+    cdef int stopping
+    cdef int rx_policy
+    cdef int promisc
+    cdef uint64_t busy_poll_ns
+    cdef int last_act                 # slot that transmitted as of the last change
+    cdef int prev_act                 # the one before it, whose unicast is still taken
+    cdef uint64_t prev_until          # ... until then (monotonic ns)
+    cdef int loops[2]                 # [tx, rx]: loops running now
+    cdef uint64_t cmd_gen             # set_slave's generation
+    cdef uint64_t acked[2]            # [tx, rx]: last generation each loop passed
+    # The loops' own (or the control thread's while no loop runs).
+    cdef int rx_watched[2]            # slave fds in ep_rx (the RX loop's view)
+    cdef int name_of[2]               # ifindex whose name ifname[] holds (TX loop)
+    cdef char ifname[2][16]           # the slave's name as last looked up (renames)
+    cdef int nl_fd                    # link events (RTMGRP_LINK), read by the TX loop
+    cdef int deferred[NDEFER]         # old sockets to close at the next quiescent point
+    cdef slot_stats slots[2]
+    cdef master_stats m
+    # TAP -> slave batch
+    cdef char *txbuf
+    cdef mmsghdr txmsg[C_BATCH]
+    cdef iovec txiov[C_BATCH]
+    # slave -> TAP batch (each buffer has VLAN_HLEN of headroom)
+    cdef char *rxbuf
+    cdef mmsghdr rxmsg[C_BATCH]
+    cdef iovec rxiov[C_BATCH]
+    cdef linux.sockaddr_ll rxaddr[C_BATCH]
+    cdef char rxcmsg[C_BATCH][CMSGSZ]
+
+    cdef int _watch(self, int ep, int fd, uint32_t tag) except -1
+    cdef object _run(self, int ep, int first, int last)
+    cdef void _defer(self, int fd) noexcept
+    cdef void _close_deferred(self) noexcept
+    cdef void _kick(self) noexcept nogil
+    cdef int _await_acks(self, uint64_t gen, uint64_t deadline) noexcept nogil
+    cdef void _ack(self, int which, int cmd_fd) noexcept nogil
+    cdef int _active(self) noexcept nogil
+    cdef void _note_active(self) noexcept nogil
+    cdef bint _grace(self, int s) noexcept nogil
+    cdef void _sync_rx_watch(self) noexcept nogil
+    cdef int _loop(self, int ep) noexcept nogil
+    cdef void _pump_links(self) noexcept nogil
+    cdef int _link_ok(self, int s) noexcept nogil
+    cdef void _hold(self, int s, uint64_t *why) noexcept nogil
+    cdef int _pump_tap(self) noexcept nogil
+    cdef int _pump_slave(self, int s) noexcept nogil
+    cdef void _rx_drop(self, int s, uint64_t *reason) noexcept nogil
