@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Optional
 
-from . import control, spawn
+from . import control, events, spawn
 from .config import Config, add_arguments, from_args
 from .errors import NetfoError
 
@@ -206,26 +206,7 @@ def _clock(wall: float) -> str:
 
 def format_event(e: dict) -> str:
     """One event for people (netfo/events.py has the schema)."""
-    kind = e.get("kind", "switch")          # (a daemon from before kinds sent switches only)
-    if kind == "switch":
-        what = (f"{e['from'] or 'none'} -> {e['to'] or 'none'}  "
-                f"({e['reason']}{', ' + e['slave'] if e['slave'] else ''})")
-    elif kind == "carrier":
-        what = f"{e.get('master', 'master')} carrier {'on' if e['carrier'] else 'off'}"
-    elif kind == "enslave":
-        what = f"{e['slave']} enslaved as {e['role']} (index {e['index']})"
-    elif kind == "release":
-        what = f"{e['slave']} released from {e['role']} ({'deleted' if e['gone'] else 'restored'})"
-    elif kind == "mtu":
-        what = f"{e.get('master', 'master')} mtu {e['mtu']}"
-    elif kind == "mac-revert":
-        what = f"{e.get('master', 'master')} MAC change to {e['mac']} reverted"
-    elif kind == "path":
-        what = f"{e['role']} path {'up' if e['up'] else 'down'} ({e['slave']})"
-    else:                                   # a kind newer than this CLI
-        what = f"{kind} " + json.dumps({k: v for k, v in e.items()
-                                        if k not in ("time", "mono", "master", "kind")})
-    return f"{_clock(e['time'])}  {what}"
+    return f"{_clock(e['time'])}  {events.describe(e)}"
 
 
 def cmd_events(args) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import time
+import json
 from typing import Callable, Iterator, Optional
 
 KINDS = ("switch", "carrier", "enslave", "release", "mtu", "mac-revert", "path")
@@ -52,3 +53,27 @@ class EventLog:
 
     def __len__(self) -> int:
         return len(self._ring)
+
+
+def describe(e: dict) -> str:
+    """One event for people, without its time (`netfo events`, the demo)."""
+    kind, master = e.get("kind", "switch"), e.get("master") or "master"
+    if kind == "switch":
+        slave = e.get("slave")
+        return (f"{e.get('from') or 'none'} -> {e.get('to') or 'none'}  "
+                f"({e.get('reason')}{', ' + slave if slave else ''})")
+    if kind == "carrier":
+        return f"{master} carrier {'on' if e.get('carrier') else 'off'}"
+    if kind == "enslave":
+        return f"{e.get('slave')} enslaved as {e.get('role')} (index {e.get('index')})"
+    if kind == "release":
+        return f"{e.get('slave')} released from {e.get('role')} ({'deleted' if e.get('gone') else 'restored'})"
+    if kind == "mtu":
+        return f"{master} mtu {e.get('mtu')}"
+    if kind == "mac-revert":
+        return f"{master} MAC change to {e.get('mac')} reverted"
+    if kind == "path":
+        return f"{e.get('role')} path {'up' if e.get('up') else 'down'} ({e.get('slave')})"
+    # a kind newer than this reader
+    return f"{kind} " + json.dumps({k: v for k, v in e.items()
+                                    if k not in ("time", "mono", "master", "kind")})

@@ -15,8 +15,7 @@ One JSON object per line:
 
 `mono` is CLOCK_MONOTONIC, one clock for every namespace of the machine, so
 it compares directly with the demo's and the bench's own times; `time` is
-the wall clock. A line without `kind` and `mono` (an older daemon's switch
-records) is not an event here: the callers then fall back to netfo's log.
+the wall clock. A line without `kind` and `mono` is not an event here.
 
 `Events` is the stream tool that follows them in a namespace; `snapshot`
 reads the daemon's ring (its last 1000) once. `Events.collect` merges both,
@@ -30,9 +29,6 @@ from typing import Iterable, Optional, Union
 
 from .. import spawn
 from .tool import Tool
-
-KINDS = ("switch", "carrier", "enslave", "release", "mtu", "mac-revert", "path")
-
 
 def parse(line: Union[str, bytes, dict]) -> Optional[dict]:
     """One event (a JSON line, or the object already decoded); None for
@@ -66,33 +62,6 @@ def merge(*streams: Iterable[dict]) -> list:
             out.append(e)
     out.sort(key=lambda e: e["mono"])
     return out
-
-
-def _name(role) -> str:
-    return role or "none"
-
-
-def describe(e: dict) -> str:
-    """One line, in the words of netfo's log."""
-    k, master = e["kind"], e.get("master") or "?"
-    slave = e.get("slave")
-    if k == "switch":
-        return f"transmit via {_name(e.get('to'))} ({e.get('reason')}" + (f", {slave})" if slave else ")")
-    if k == "carrier":
-        return f"{master}: carrier {'on' if e.get('carrier') else 'off'}"
-    if k == "enslave":
-        return f"{slave} enslaved as {e.get('role')} (index {e.get('index')})"
-    if k == "release":
-        return f"{slave} released from {e.get('role')} ({'deleted' if e.get('gone') else 'restored'})"
-    if k == "path":
-        return f"path via {slave} ({e.get('role')}) {'up' if e.get('up') else 'down'}"
-    if k == "mtu":
-        return f"{master}: mtu {e.get('mtu')}"
-    if k == "mac-revert":
-        return f"{master}: MAC change to {e.get('mac')} reverted"
-    extra = ", ".join(f"{key} {v}" for key, v in e.items()
-                      if key not in ("time", "mono", "master", "kind"))
-    return f"{k}" + (f": {extra}" if extra else "")
 
 
 def switches(events: Iterable[dict], master: Optional[str] = None) -> list:

@@ -39,9 +39,9 @@ DOCUMENT_STEPS = [
 # How long netfo may take to act on the last change of the migration. It
 # learns of link changes from netlink; for the VF that appears in step 6 it
 # then enslaves it (nft chain, sysctl, MTU, up, packet socket). The demo's
-# event log (netlink stamps vs netfo's log) shows 25-40 ms from "ens11
-# appeared" to "ens11 enslaved" and from "ens11 deleted" to "transmit via
-# standby" on a 2-CPU machine that also runs the four stream processes:
+# event log (netlink stamps vs netfo's events) shows 25-40 ms from "ens11
+# appeared" to "ens11 enslaved" and from "ens11 deleted" to the switch to the
+# standby on a 2-CPU machine that also runs the four stream processes:
 # 0.1 s is about three times the worst seen, not a fit to the losses.
 REACTION_S = 0.1
 

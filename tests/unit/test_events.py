@@ -44,17 +44,18 @@ def test_switches_and_carrier():
     assert events.carrier(evs) == [(101.1520, False), (101.1535, True)]
 
 
-def test_describe_in_the_logs_words():
+def test_describe_recorded_events():
+    from netfo.events import describe
     evs = events.parse_lines(RECORDED.splitlines())
-    text = [events.describe(e) for e in evs]
+    text = [describe(e) for e in evs]
     assert text[0] == "ens11 released from primary (deleted)"
-    assert text[1] == "transmit via standby (deleted, ens10nsby)"
-    assert text[2] == "transmit via none (carrier)"
-    assert text[3] == "ens10: carrier off"
+    assert text[1] == "primary -> standby  (deleted, ens10nsby)"
+    assert text[2] == "standby -> none  (carrier)"
+    assert text[3] == "ens10 carrier off"
     assert text[6] == "ens11 enslaved as primary (index 5)"
-    assert text[8] == "path via ens11 (primary) up"
-    assert text[9] == "ens10: mtu 1500"
-    assert events.describe({"kind": "new-kind", "mono": 1, "time": 1, "x": 2}) == "new-kind: x 2"
+    assert text[8] == "primary path up (ens11)"
+    assert text[9] == "ens10 mtu 1500"
+    assert describe({"kind": "new-kind", "mono": 1, "time": 1, "x": 2}) == 'new-kind {"x": 2}'
 
 
 def test_merge_drops_repeats_and_orders_by_mono():
@@ -99,7 +100,7 @@ def test_demo_analysis_uses_events_over_samples():
     assert [c["active"] for c in rep["transmitting_changes"]] == ["standby", None, "standby", "primary"]
     assert rep["transmitting_after"][-1] == "primary"
     netfo = [e["what"] for e in rep["guest_events"] if e["source"] == "netfo"]
-    assert "transmit via standby (deleted, ens10nsby)" in netfo and "ens10: carrier off" in netfo
+    assert "primary -> standby  (deleted, ens10nsby)" in netfo and "ens10 carrier off" in netfo
     assert any("had no carrier for 1.5 ms" in n for n in rep["notes"])
 
 

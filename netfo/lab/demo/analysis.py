@@ -47,6 +47,7 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ...events import describe
 from .. import events
 
 IFNAME = "ens10"
@@ -148,16 +149,15 @@ def _events(run: Run) -> list:
 def _netfo_lines(run: Run) -> list:
     """[(monotonic t, line)]: netfo's own account, from its structured events
     (in its log's words)."""
-    return [(e["mono"], events.describe(e)) for e in _events(run)]
+    return [(e["mono"], describe(e)) for e in _events(run)]
 
 
 def _transmit_changes(run: Run) -> tuple:
     """(initial, [(monotonic t, active)], source): which slave transmits, over time.
 
     netfo reports each switch as a structured event stamped with the
-    monotonic clock (a daemon without them: a log line, "transmit via standby
-    (...)", stamped to the millisecond); the status samples (every 50 ms) are
-    the fallback and give the state at the stream start."""
+    monotonic clock; the status samples (every 50 ms) give the state at the
+    stream start, and the changes if no event came."""
     good = [s for s in run.samples if "error" not in s]
     initial = next((s.get("active") for s in good if s["t"] >= run.started), None)
     if initial is None and good:

@@ -16,8 +16,7 @@ What it does, on a fresh machine (root):
    duration, the frames lost in each direction while it ran (and until the
    next step), which slave transmitted meanwhile (from netfo's structured
    events, `netfo events ens10 --json --follow`, stamped with the monotonic
-   clock; from its log, stamped to the ms, with a daemon that has none; the
-   status samples if neither), the guest's events interleaved with netfo's, per-stream
+   clock; the status samples if none), the guest's events interleaved with netfo's, per-stream
    totals, the longest gap, the TCP connection's fate, notes that explain
    the larger losses, and a verdict;
 5. removes everything (the tools, netfo down, the lab, netfo's log), also on
