@@ -1,16 +1,19 @@
-"""Building the master, and unbuilding it.
+"""Building the master, adopting one, and unbuilding it.
 
-`check()` refuses what `up` must not touch (one clear line each); `Builder`
-makes the master step by step, writing the journal before each change and
-pushing an undo for it, so a failure half-way, or `down`, unwinds exactly
-what was done, in reverse (and `netfo down` after a crash finishes it from
-the journal).
+`check()` refuses what `up` must not touch (one clear line each) and says
+what to do: build a fresh master, or adopt the one a dead daemon left
+(its journal in /run/netfo, the persistent TAP marked with the journal's
+id, the renamed standby).  `Builder` makes the master step by step, writing
+the journal before each change and pushing an undo for it, so a failure
+half-way, or `down`, unwinds exactly what was done, in reverse (and `netfo
+down` after a crash finishes it from the journal).  Adopting changes no
+address, route or link: it only attaches to the TAP again.
 """
 from __future__ import annotations
 
 import logging
 import os
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 from pyroute2 import IPRoute
 
@@ -39,8 +42,18 @@ def standby_name(ifname: str) -> str:
     return (ifname + "nsby")[:15]
 
 
-def check(ipr: IPRoute, ifname: str) -> Link:
-    """The paravirtual NIC `up` may take over, or NetfoError saying why not."""
+class Plan(NamedTuple):
+    """What `up` will do: "fresh" (build a master from the NIC `standby`),
+    "adopt" (take over the master of `journal`), or "redo" (up died before
+    the master was complete: restore from `journal`, then build afresh)."""
+    kind: str
+    standby: Optional[Link] = None
+    journal: Optional[dict] = None
+
+
+def check(ipr: IPRoute, ifname: str, replacing: bool = False) -> Plan:
+    """What `up` may do with ifname, or NetfoError saying why nothing.
+    replacing: take the master over from its running daemon (netfo restart)."""
     sby_name = standby_name(ifname)
     if not has_net_admin():
         raise NetfoError("netfo needs root (CAP_NET_ADMIN): run it with sudo")
@@ -49,12 +62,18 @@ def check(ipr: IPRoute, ifname: str) -> Link:
     if len(ifname.encode()) > 15 or sby_name == ifname:
         raise NetfoError(f"interface name {ifname!r} is too long: the standby "
                          f"name {ifname}+'nsby' must fit in 15 bytes and differ from it")
+    if replacing:
+        j = journal.load(ifname)
+        if not control.running(ifname) or j is None:
+            raise NetfoError(f"netfo is not running on {ifname}: nothing to restart "
+                             f"(netfo up {ifname} starts it)")
+        return adoptable(ipr, ifname, j, replacing=True)
     if control.running(ifname):
         raise NetfoError(f"netfo is already running on {ifname} "
-                         f"(see: netfo status {ifname})")
-    if journal.load(ifname) is not None:
-        raise NetfoError(f"netfo did not shut down cleanly on {ifname}: "
-                         f"run `netfo down {ifname}` to restore it first")
+                         f"(see: netfo status {ifname}; netfo restart {ifname} replaces it)")
+    j = journal.load(ifname)
+    if j is not None:
+        return adoptable(ipr, ifname, j)
     for other in control.list_daemons():
         st = control.request(other, "status") or {}
         if ifname in [sl["name"] for sl in st.get("slaves", [])]:
@@ -71,7 +90,34 @@ def check(ipr: IPRoute, ifname: str) -> Link:
     if links.get(ipr, name=sby_name) is not None:
         raise NetfoError(f"{sby_name} exists already: {ifname} seems to be in a "
                          "failover group (netfo status, or the kernel's net_failover)")
-    return sb
+    return Plan("fresh", sb)
+
+
+def adoptable(ipr: IPRoute, ifname: str, j: dict, replacing: bool = False) -> Plan:
+    """The master a dead daemon left (or the running one, replacing), if it
+    is netfo's and whole; else say why, having touched nothing."""
+    journal.check_here(j, replacing)
+    down = f"netfo down {ifname} restores the machine from the journal"
+    if j.get("version", 1) < journal.VERSION:
+        raise NetfoError(f"{ifname} was left by an older netfo whose journal cannot be "
+                         f"adopted: {down}")
+    if not j.get("moved") or not j.get("master"):
+        return Plan("redo", journal=j)
+    m = links.get(ipr, name=ifname)
+    if m is None or m.index != j["master"]["index"]:
+        raise NetfoError(f"{ifname} is no longer the master netfo made (index "
+                         f"{j['master']['index']}): nothing touched; {down}")
+    if m.kind != "tun" or links.alias(ipr, m.index) != journal.mark(j):
+        raise NetfoError(f"{ifname} is a TAP that netfo did not make (no netfo mark on it): "
+                         "nothing touched")
+    sb = links.get(ipr, index=j["standby"]["index"])
+    if sb is None or sb.name != standby_name(ifname):
+        raise NetfoError(f"the standby {standby_name(ifname)} (index {j['standby']['index']}) "
+                         f"is gone or renamed: nothing touched; {down}")
+    if sb.identity_mac != j["master"]["mac"]:
+        raise NetfoError(f"the standby {sb.name} has MAC {sb.identity_mac}, no longer "
+                         f"{j['master']['mac']} of {ifname}: nothing touched; {down}")
+    return Plan("adopt", sb, j)
 
 
 def find_primary(ipr: IPRoute, group: Group, pinned: Optional[str], mtu: int) -> Optional[Link]:
@@ -120,15 +166,12 @@ class Builder:
     def build(self, sb: Link) -> int:
         """Rename the NIC to the standby name, make the TAP master with its
         MAC and MTU, move addresses and routes; the master's ifindex."""
-        self.journal = {
-            "ifname": self.ifname, "pid": os.getpid(), "moved": False, "slaves": {},
-            "standby": {"index": sb.index, "name": sb.name, "mtu": sb.mtu, "up": sb.up,
-                        "addrs": links.addresses(self.ipr, sb.index),
-                        "routes": links.routes(self.ipr, sb.index)},
-        }
+        self.journal = journal.new(self.ifname)
+        self.journal["standby"] = {"index": sb.index, "name": sb.name, "mtu": sb.mtu,
+                                   "up": sb.up, "addrs": links.addresses(self.ipr, sb.index),
+                                   "routes": links.routes(self.ipr, sb.index)}
         self.save()
-        self.step("journal", lambda: journal.forget(self.ifname))
-        self.step("restore", lambda: journal.restore(self.ipr, self.journal))
+        self.keep_journal()
         sby_name = standby_name(self.ifname)
         log.info("%s: renaming to %s", self.ifname, sby_name)
         links.rename(self.ipr, sb.index, sby_name)
@@ -138,8 +181,10 @@ class Builder:
         self.step("TAP fd", self._close_tap)
         tap.set_persist(self.tap_fd, True)
         self.master_index = links.get(self.ipr, name=self.ifname).index
+        self.journal["master"] = {"index": self.master_index, "mac": sb.identity_mac}
+        self.save()
         links.set_link(self.ipr, self.master_index, "configure the master",
-                       address=sb.mac, mtu=sb.mtu)
+                       address=sb.mac, mtu=sb.mtu, ifalias=journal.mark(self.journal))
         links.set_qdisc_noqueue(self.ifname)
         links.set_link(self.ipr, self.master_index, "bring the master up", state="up")
         # The addresses were valid on this link a moment ago: no second DAD.
@@ -149,6 +194,35 @@ class Builder:
         self.journal["moved"] = True
         self.save()
         return self.master_index
+
+    def keep_journal(self) -> None:
+        """From now on a failure, or down, restores what the journal says."""
+        self.step("journal", lambda: journal.forget(self.ifname))
+        self.step("restore", lambda: journal.restore(self.ipr, self.journal))
+
+    def adopt(self, j: dict, tap_fd: Optional[int] = None, restore: bool = True) -> int:
+        """Take over the master of journal j (see adoptable()): attach to
+        its TAP, or use tap_fd, an fd already attached to it (systemd's fd
+        store, the daemon being replaced).  Addresses, routes and the
+        link stay as they are.  restore=False: a failure leaves the master
+        alone (the daemon being replaced still serves it)."""
+        self.journal = j
+        if restore:
+            self.keep_journal()
+        if tap_fd is None:
+            tap_fd = tap.open_tap(self.ifname)
+        elif tap.name_of(tap_fd) != self.ifname:
+            raise NetfoError(f"the TAP fd handed over is attached to {tap.name_of(tap_fd)!r}, "
+                             f"not {self.ifname}")
+        self.tap_fd = tap_fd
+        self.step("TAP fd", self._close_tap)
+        self.master_index = j["master"]["index"]
+        return self.master_index
+
+    def claim(self) -> None:
+        """This daemon owns the journal now (the dead or replaced one did)."""
+        self.journal["pid"] = os.getpid()
+        self.save()
 
     def _close_tap(self) -> None:
         os.close(self.tap_fd)       # the TAP is persistent: restore() deletes it

@@ -42,7 +42,7 @@ def cmd_up(args) -> int:
         _tell(ready_fd, f"error: {e}")
         print(f"netfo: {e}", file=sys.stderr)
         return 1
-    d = Daemon(args.ifname, config)
+    d = Daemon(args.ifname, config, takeover=args.takeover)
     try:
         d.up()
     except NetfoError as e:
@@ -57,7 +57,8 @@ def cmd_up(args) -> int:
         d.serve(ready=lambda: _tell(ready_fd, "ok"))
     finally:
         d.down()
-        logging.info("%s: down, machine restored", args.ifname)
+        logging.info("%s: %s", args.ifname, "handed over" if d.handed_over
+                     else "down, machine restored")
     if d.loop_error is not None:        # the datapath died: say so to systemd & co
         logging.error("%s: exiting after the datapath failed: %s", args.ifname, d.loop_error)
         return 1
@@ -73,10 +74,11 @@ def _tell(fd: Optional[int], line: str) -> None:
             pass
 
 
-def _spawn_daemon(args, config: Config) -> int:
+def _spawn_daemon(args, config: Config, takeover: bool = False) -> int:
     """Run `up --foreground` detached; return when the master is ready."""
     rd, wr = os.pipe()
-    argv = spawn.netfo("up", args.ifname, "--foreground", *config.argv(), "--ready-fd", str(wr))
+    argv = spawn.netfo("up", args.ifname, "--foreground", *config.argv(), "--ready-fd", str(wr),
+                       *(["--takeover"] if takeover else []))
     path = control.run_path(args.ifname, "log")
     fresh = not os.path.exists(path)
     with open(path, "a") as logf:
@@ -86,7 +88,7 @@ def _spawn_daemon(args, config: Config) -> int:
     with os.fdopen(rd) as f:
         line = f.readline().strip()
     if line == "ok":
-        print(f"netfo: {args.ifname} is up (daemon log: {path})")
+        print(f"netfo: {args.ifname} is {'restarted' if takeover else 'up'} (daemon log: {path})")
         return 0
     if line.startswith("error: "):
         msg = line[len("error: "):]
@@ -96,6 +98,18 @@ def _spawn_daemon(args, config: Config) -> int:
         msg = f"daemon failed, see {path}"
     print(f"netfo: {msg}", file=sys.stderr)
     return 1
+
+
+# ---------------------------------------------------------------- restart
+
+def cmd_restart(args) -> int:
+    """A new daemon (this netfo's code) takes the master over from the
+    running one: same master, same options, no carrier drop (handover.py)."""
+    st = _ask(args.ifname, "status")
+    sub = argparse.ArgumentParser(add_help=False)
+    add_arguments(sub)
+    old = sub.parse_args(st.get("argv", []))
+    return _spawn_daemon(args, from_args(old), takeover=True)
 
 
 # ---------------------------------------------------------------- down
@@ -236,8 +250,16 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("ifname", help="the paravirtual NIC (becomes IFNAME+nsby)")
     up.add_argument("--foreground", action="store_true", help="stay attached (systemd, tests)")
     add_arguments(up)
+    up.add_argument("--takeover", action="store_true",
+                    help="take the master over from its running daemon without a flap "
+                         "(what netfo restart does)")
     up.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     up.set_defaults(fn=cmd_up)
+
+    rs = sub.add_parser("restart", help="replace the running daemon (e.g. after an upgrade) "
+                                        "keeping the master: no flap, no address change")
+    rs.add_argument("ifname")
+    rs.set_defaults(fn=cmd_restart)
 
     down = sub.add_parser("down", help="stop and restore the machine as before up")
     down.add_argument("ifname")

@@ -8,9 +8,11 @@ carries out its decisions.  Frames never pass through this module.
     server.py   answers control requests
     events.py   the event ring every part records into
 
-`Daemon.up()` builds the master and undoes every step if one fails;
-`Daemon.serve()` runs the loop until asked to stop (or until a datapath loop
-dies); `Daemon.down()` puts the machine back as it was.
+`Daemon.up()` builds the master (or adopts the one a dead daemon left, or
+takes it over from a running one: handover.py) and undoes every step if
+one fails; `Daemon.serve()` runs the loop until asked to stop (or until a
+datapath loop dies, or the master is handed over); `Daemon.down()` puts the
+machine back as it was.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from typing import Callable, Optional
 
 from pyroute2 import IPRoute
 
-from . import build, control, frames
+from . import build, control, frames, handover, journal
 from .config import Config
 from .errors import NetfoError
 
@@ -49,8 +51,13 @@ TICK = 0.2          # s between polls of what netlink does not announce
 
 
 class Daemon:
-    def __init__(self, ifname: str, config: Config = Config()):
+    def __init__(self, ifname: str, config: Config = Config(), takeover: bool = False):
         self.ifname, self.config = ifname, config
+        self.takeover = takeover                # replace the running daemon (netfo restart)
+        self.handed_over = False                # this daemon gave the master to a new one
+        self.adopted = False                    # the master was there already
+        self.keep_carrier = False               # while adopting: see _resync
+        self.inherited: dict = {}               # ifindex -> packet socket fd handed over
         self.ipr = IPRoute()
         self.builder = build.Builder(self.ipr, ifname)
         self.prober = Prober(config.arp_targets, config.ns_targets,
@@ -86,16 +93,39 @@ class Daemon:
 
     def _up(self) -> None:
         cfg = self.config
-        sb = build.check(self.ipr, self.ifname)
-        self.mac = sb.mac
+        plan = build.check(self.ipr, self.ifname, replacing=self.takeover)
+        if plan.kind == "redo":
+            log.info("%s: the last netfo died while setting up: restoring, then again",
+                     self.ifname)
+            journal.recover(self.ifname)
+            plan = build.check(self.ipr, self.ifname)
+        self.adopted = plan.kind == "adopt"
         self._watch()
-        ctl = control.listen(self.ifname)
-        self.builder.step("control socket", ctl.close)
-        self.server = Server(ctl, self)
-
-        self.group = Group(self.ifname, sb.mac, sb.index, cfg.primary, policy=cfg.policy())
-        build.find_primary(self.ipr, self.group, cfg.primary, sb.mtu)
-        self.master_index = self.group.master_index = self.builder.build(sb)
+        if not self.takeover:
+            self._serve_control()
+        taker = None
+        if plan.kind == "fresh":
+            sb = plan.standby
+            self.group = Group(self.ifname, sb.mac, sb.index, cfg.primary, policy=cfg.policy())
+            build.find_primary(self.ipr, self.group, cfg.primary, sb.mtu)
+            self.master_index = self.builder.build(sb)
+        elif self.takeover:
+            taker = handover.Taker(self.ifname)
+            self.builder.step("handover", taker.close)
+            old, fds = taker.ask()          # the old daemon forwards on meanwhile
+            self.inherited = {s["index"]: fd for s, fd in zip(old["slots"], fds[1:])}
+            self.master_index = self.builder.adopt(plan.journal, fds[0], restore=False)
+        else:
+            self.master_index = self.builder.adopt(plan.journal, handover.from_systemd(self.ifname))
+        if plan.kind != "fresh":
+            sb = plan.standby
+            self.group = Group(self.ifname, sb.mac, sb.index, cfg.primary, policy=cfg.policy())
+            m = links.get(self.ipr, index=self.master_index)
+            self.carrier = m.carrier if m is not None else None
+            log.info("%s: %s the master (index %d)", self.ifname,
+                     "taking over" if self.takeover else "adopting", self.master_index)
+        self.mac = sb.mac
+        self.group.master_index = self.master_index
 
         self.dp = _fastpath.Datapath(self.builder.tap_fd, RX_POLICIES[cfg.rx_policy], cfg.threads)
         self.dp.set_busy_poll(cfg.busy_poll)
@@ -103,11 +133,23 @@ class Daemon:
         self.dp.watch_links(links.link_socket(blocking=False).detach())
         self.slaves = Slaves(self.ipr, self.builder, self.dp, self.group.events, self.prober,
                              sb.mac, sb.mtu)
-        self.builder.step("slaves", self.slaves.release_all)
-        self._resync()
+        if plan.kind != "fresh":            # the slaves are in the master's groups already
+            self.slaves.mcast = frozenset(master.mcast_list(self.master_index))
+        if not self.takeover:
+            self.builder.step("slaves", self.slaves.release_all)
+        self._resync(first=sb.index, keep_carrier=plan.kind != "fresh")
         if Role.STANDBY not in self.slaves:
             raise NetfoError(f"could not enslave the standby {build.standby_name(self.ifname)}: "
                              f"{self.slaves.refused.get(Role.STANDBY, 'see the log')}")
+        if plan.kind != "fresh":
+            self.slaves.forget_stale()
+        if taker is not None:
+            taker.release()                 # the old loops stop: ours start right away
+            self._serve_control()
+            self.builder.keep_journal()
+            self.builder.step("slaves", self.slaves.release_all)
+        if plan.kind != "fresh":
+            self.builder.claim()
         runs = [self.dp.run] if cfg.threads == 1 else [self.dp.run_tx, self.dp.run_rx]
         for fn in runs:
             self.loops.append(threading.Thread(target=self._run_loop, args=(fn,),
@@ -133,12 +175,41 @@ class Daemon:
             self.stop.set()
             self._wake()
 
-    def _resync(self) -> None:
+    def _serve_control(self) -> None:
+        ctl = control.listen(self.ifname)
+        self.builder.step("control socket", ctl.close)
+        self.server = Server(ctl, self)
+
+    def _resync(self, first: int = 0, keep_carrier: bool = False) -> None:
         """Take the links as they are now (at up, and because events of our
-        own setup may still be queued: replaying them passes old states)."""
-        for link in links.dump(self.ipr):
-            if link.index != self.master_index:
-                self._execute(self.group.link_changed(link))
+        own setup may still be queued: replaying them passes old states).
+        first (the standby) goes first.  keep_carrier (adopting a master
+        that carries traffic): the master's carrier follows only the final
+        decision, not the steps on the way (no slave yet, then one)."""
+        self.keep_carrier = keep_carrier
+        try:
+            for link in sorted(links.dump(self.ipr), key=lambda l: l.index != first):
+                if link.index != self.master_index:
+                    self._execute(self.group.link_changed(link))
+        finally:
+            self.keep_carrier = False
+        if keep_carrier:
+            self._execute(self.group.tick())
+
+    def hand_over(self, conn) -> None:
+        """netfo restart: give the master to the daemon on conn (handover.py)."""
+        held = [(r, s) for r, s in self.slaves.held.items() if self.dp.fd(r) >= 0]
+        state = {"slots": [{"role": str(r), "index": s.index, "name": s.name} for r, s in held]}
+        fds = [self.builder.tap_fd] + [self.dp.fd(r) for r, _ in held]
+
+        def release() -> None:
+            self._stop_datapath()
+            self.server.sock.close()        # the name is the new daemon's now
+            self.handed_over = True
+            self.stop.set()
+            log.info("%s: handed over to the new daemon", self.ifname)
+        if not handover.give(conn, state, fds, release):
+            log.warning("%s: the new daemon gave up the handover: serving on", self.ifname)
 
     # ------------------------------------------------------ decisions
 
@@ -157,7 +228,7 @@ class Daemon:
     def _act(self, a) -> Optional[Decision]:
         if isinstance(a, Enslave):
             try:
-                fresh = self.slaves.enslave(a.role, a.link)
+                fresh = self.slaves.enslave(a.role, a.link, self.inherited.pop(a.link.index, None))
             except (NetfoError, OSError) as e:
                 log.error("%s not enslaved as %s: %s", a.link.name, a.role, e)
                 self.slaves.refused[a.role] = str(e)
@@ -175,7 +246,7 @@ class Daemon:
         self.dp.set_preferred(d.active if d.active is not None else Role.PRIMARY)
         for e in d.events:
             self._log(e)
-        if d.carrier != self.carrier:
+        if d.carrier != self.carrier and not self.keep_carrier:
             tap.set_carrier(self.builder.tap_fd, d.carrier)
             self.carrier = d.carrier
             log.info("%s: carrier %s", self.ifname, "on" if d.carrier else "off")
@@ -427,7 +498,10 @@ class Daemon:
     # ------------------------------------------------------------ down
 
     def down(self) -> None:
-        """Stop forwarding and put everything back as before up()."""
+        """Stop forwarding and put everything back as before up() (after a
+        handover: nothing, the master is the new daemon's)."""
+        if self.handed_over:
+            return
         self.builder.unwind()
 
     def _stop_datapath(self) -> None:

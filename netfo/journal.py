@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
+import socket
+import struct
 from typing import Optional
 
 from pyroute2 import IPRoute
@@ -23,13 +26,41 @@ from .kernel.silence import Silencer
 log = logging.getLogger("netfo")
 
 
+VERSION = 2
+SO_NETNS_COOKIE = 71        # Linux >= 5.14; not in Python's socket module
+
+
 def path(ifname: str) -> str:
     return control.run_path(ifname, "journal")
 
 
+def netns_id() -> str:
+    """This network namespace, as the kernel never reuses it: its cookie
+    (the nsfs inode, which the journal's file name uses, is reused once a
+    namespace is gone)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        try:
+            return "cookie:%d" % struct.unpack("Q", s.getsockopt(socket.SOL_SOCKET,
+                                                                  SO_NETNS_COOKIE, 8))[0]
+        except OSError:
+            return "inode:%d" % os.stat("/proc/self/ns/net").st_ino
+
+
+def new(ifname: str) -> dict:
+    """A fresh journal; its id also marks the master (the TAP's ifalias)."""
+    return {"version": VERSION, "id": secrets.token_hex(8), "netns": netns_id(),
+            "ifname": ifname, "pid": os.getpid(), "moved": False, "slaves": {},
+            "master": None}
+
+
+def mark(j: dict) -> str:
+    """The ifalias that says a TAP is this journal's master."""
+    return f"netfo:{j['id']}"
+
+
 def save(journal: dict) -> None:
     tmp = path(journal["ifname"]) + ".tmp"
-    with open(tmp, "w") as f:
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
         json.dump(journal, f)
     os.replace(tmp, path(journal["ifname"]))
 
@@ -73,7 +104,9 @@ def restore(ipr: IPRoute, journal: dict) -> None:
     sb = journal["standby"]
     addrs, rts = sb["addrs"], sb["routes"]
     master = links.get(ipr, name=journal["ifname"])
-    if master is not None and master.kind == "tun":
+    known = journal.get("master")           # None: up died before the TAP was recorded
+    if master is not None and master.kind == "tun" and (known is None
+                                                         or master.index == known["index"]):
         if journal.get("moved"):
             flags = {(a["address"], a["prefixlen"]): a["flags"] for a in addrs}
             addrs = links.addresses(ipr, master.index)
@@ -103,14 +136,26 @@ def recover(ifname: str) -> bool:
     journal = load(ifname)
     if journal is None:
         return False
-    pid = journal.get("pid")
-    if pid and _alive(pid):
-        raise NetfoError(f"the daemon for {ifname} (pid {pid}) does not answer: "
-                               f"stop it (kill {pid}) and run netfo down {ifname} again")
+    check_here(journal)
     with IPRoute() as ipr:
         restore(ipr, journal)
     forget(ifname)
     return True
+
+
+def check_here(journal: dict, replacing: bool = False) -> None:
+    """NetfoError unless the journal is this namespace's and its daemon is
+    gone (or, replacing, is the one being replaced): only then may `down`
+    or an adopting `up` act on it."""
+    ifname, where = journal["ifname"], path(journal["ifname"])
+    if journal.get("netns", netns_id()) != netns_id():
+        raise NetfoError(f"{where} was written in another network namespace (one that is gone "
+                         f"now): nothing touched; remove the file if {ifname} here is not "
+                         f"netfo's")
+    pid = journal.get("pid")
+    if pid and pid != os.getpid() and _alive(pid) and not replacing:
+        raise NetfoError(f"the daemon for {ifname} (pid {pid}) does not answer: "
+                         f"stop it (kill {pid}) and run netfo down {ifname} again")
 
 
 def _alive(pid: int) -> bool:

@@ -41,6 +41,8 @@ class Server:
                 if not line:
                     return              # a liveness probe (control.running)
                 req = json.loads(line)
+                if req.get("cmd") == "handover":      # the exchange owns the connection
+                    return self.d.hand_over(conn)
                 handler: Callable = self.handlers.get(req.get("cmd"))
                 if handler is None:
                     reply = {"error": f"unknown command {req.get('cmd')!r}"}
@@ -116,4 +118,6 @@ class Server:
             "last_failover": g.last_failover,
             "pid": os.getpid(),
             "since": d.started,
+            "adopted": d.adopted,
+            "argv": d.config.argv(),          # what `netfo restart` starts the next daemon with
         }

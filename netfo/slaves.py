@@ -64,27 +64,43 @@ class Slaves:
 
     # -- enslave / release -------------------------------------------------
 
-    def enslave(self, role: Role, link: Link) -> Optional[Link]:
+    def enslave(self, role: Role, link: Link, fd: Optional[int] = None) -> Optional[Link]:
         """Make link the slave in role; its state now that it is up (its
         'up' event may be queued behind the one being handled, and must not
-        find it counted as down).  NetfoError: refused, left as it was."""
-        entry = {"master": self.ifname, "name": link.name, "role": str(role), "mtu": link.mtu,
-                 "was_up": link.up, "disable_ipv6": None, "silenced_as": link.name}
+        find it counted as down).  NetfoError: refused, left as it was.
+
+        A link the journal already has (an adopted master's) keeps what it
+        was before the first enslaving, to be restored at down.  fd: its
+        packet socket, handed over by the daemon being replaced, already
+        silenced and in the master's multicast groups."""
+        prior = self.journal["slaves"].get(str(link.index))
+        entry = prior or {"master": self.ifname, "name": link.name, "role": str(role),
+                          "mtu": link.mtu, "was_up": link.up, "disable_ipv6": None,
+                          "silenced_as": link.name}
+        entry.update(name=link.name, role=str(role))
         self.journal["slaves"][str(link.index)] = entry
         self.builder.save()
         self.held[role] = SlaveState(link.index, link.name)
         try:
             if link.mtu != self.mtu:
                 links.set_link(self.ipr, link.index, f"set {link.name} mtu {self.mtu}", mtu=self.mtu)
-            entry["disable_ipv6"] = self.silencer.silence(link.name)
-            self.builder.save()
+            if fd is None:
+                old = self.silencer.silence(link.name)
+                if prior is None:
+                    entry["disable_ipv6"] = old
+                entry["silenced_as"] = link.name
+                self.builder.save()
             if not link.up:
                 links.set_link(self.ipr, link.index, f"bring {link.name} up", state="up")
-            fd = packet.open_slave(link.name)
+            if fd is None:
+                fd = packet.open_slave(link.name)
+                mcast = self._sync_mcast(fd, link.index, frozenset(), self.mcast)
+            else:
+                mcast = self.mcast
         except BaseException:
             self.release(role, gone=False)
             raise
-        self.held[role].mcast = self._sync_mcast(fd, link.index, frozenset(), self.mcast)
+        self.held[role].mcast = mcast
         self.dp.set_slave(role, fd, link.index)
         fresh = links.get(self.ipr, index=link.index)
         if self.prober.enabled:
@@ -112,6 +128,18 @@ class Slaves:
             self.builder.save()
         log.info("%s released from %s (%s)", state.name, role, "deleted" if gone else "restored")
         self.events.record("release", role=str(role), slave=state.name, gone=gone)
+
+    def forget_stale(self) -> None:
+        """After adopting: journal entries of links that are no longer
+        slaves (a VF unplugged while no daemon ran) are undone now."""
+        held = {str(s.index) for s in self.held.values()}
+        for index, entry in list(self.journal["slaves"].items()):
+            if index not in held:
+                gone = links.get(self.ipr, index=int(index)) is None
+                journal.restore_slave(self.ipr, int(index), entry, gone)
+                del self.journal["slaves"][index]
+                log.info("%s: no longer a slave (%s)", entry["name"], "gone" if gone else "restored")
+        self.builder.save()
 
     def release_all(self) -> None:
         for role in list(self.held):

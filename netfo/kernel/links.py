@@ -116,6 +116,14 @@ def flags(ipr: IPRoute, index: int) -> int:
     return ipr.link("get", index=index)[0]["flags"]
 
 
+def alias(ipr: IPRoute, index: int) -> Optional[str]:
+    """IFLA_IFALIAS of index (None: no alias, or no such link)."""
+    try:
+        return ipr.link("get", index=index)[0].get_attr("IFLA_IFALIAS")
+    except (NetlinkError, IndexError):
+        return None
+
+
 def set_link(ipr: IPRoute, index: int, what: str, **kw) -> None:
     """ipr.link('set') with a one-line error naming what was attempted."""
     try:

@@ -8,6 +8,7 @@ import struct
 TUN_PATH = "/dev/net/tun"
 
 TUNSETIFF = 0x400454CA
+TUNGETIFF = 0x800454D2
 TUNSETPERSIST = 0x400454CB
 TUNSETOFFLOAD = 0x400454D0
 TUNSETVNETHDRSZ = 0x400454D8
@@ -45,6 +46,14 @@ def open_tap(name: str) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def name_of(fd: int) -> str:
+    """The name of the TAP fd is attached to (OSError: not an attached TAP
+    fd).  An fd handed over by systemd or the previous daemon is checked
+    with it before it is trusted."""
+    ifr = fcntl.ioctl(fd, TUNGETIFF, bytes(40))
+    return ifr[:16].split(b"\0", 1)[0].decode()
 
 
 def set_persist(fd: int, on: bool) -> None:
