@@ -15,8 +15,8 @@ from .config import Config, add_arguments, from_args
 from .errors import NetfoError
 
 def _setup_logging(ifname: str) -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format=f"%(asctime)s netfo[{ifname}] %(levelname)s %(message)s")
+    from . import logs                  # journald priorities under systemd (logs.py)
+    logs.setup(ifname)
 
 
 # ---------------------------------------------------------------- up
