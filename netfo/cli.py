@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Optional
 
-from . import control, events, spawn
+from . import control, events, health, spawn
 from .config import Config, add_arguments, from_args
 from .errors import NetfoError
 
@@ -126,6 +126,8 @@ def cmd_down(args) -> int:
 # ---------------------------------------------------------------- status
 
 def cmd_status(args) -> int:
+    if getattr(args, "check", False):
+        return _check(args)
     names = [args.ifname] if args.ifname else control.list_daemons()
     result = []
     for name in names:
@@ -141,7 +143,19 @@ def cmd_status(args) -> int:
         print("netfo: no failover master in this network namespace")
     else:
         print("\n\n".join(format_status(st) for st in result))
+    if not args.json and not all(health.transmits(st) for st in result):
+        return 1                        # no slave can transmit (--json: see "active")
     return 0
+
+
+def _check(args) -> int:
+    """netfo status IF --check: one line; 0 OK, 1 degraded, 2 down (netfo/health.py)."""
+    if not args.ifname:
+        print("netfo: status --check needs the master's name", file=sys.stderr)
+        return health.DOWN
+    code, line = health.check(args.ifname, control.request(args.ifname, "status"))
+    print(line)
+    return code
 
 
 def _human(n: float) -> str:
@@ -246,6 +260,8 @@ def parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="show masters, slaves, counters")
     st.add_argument("ifname", nargs="?")
     st.add_argument("--json", action="store_true", help="machine-readable (see README)")
+    st.add_argument("--check", action="store_true", help="one line for monitoring; exit 0 "
+                    "OK (primary transmits), 1 degraded (standby), 2 down (nothing, or no daemon)")
     st.set_defaults(fn=cmd_status)
 
     st = sub.add_parser("set", help="force the transmitting slave (drain the VF), or auto")

@@ -102,3 +102,26 @@ def test_ready_status_fdstore_watchdog_and_a_dead_loop(lab, manager):
     finally:
         n.stop()
         n.cli("down", "ens10", check=False)                 # the journal, if anything is left
+
+
+def test_status_check_ok_degraded_down(lab, netfo):
+    def check():
+        p = netfo.cli("status", "ens10", "--check", check=False)
+        return p.returncode, p.stdout.strip()
+    assert check() == (0, "OK: ens10 transmits via primary ens11")
+    assert netfo.cli("status", "ens10", check=False).returncode == 0
+    lab.link("virtio", "up")
+    netfo.wait(lambda st: any(s["ready"] for s in st["slaves"] if s["role"] == "standby"),
+               what="standby ready")
+    lab.unplug()
+    netfo.wait(lambda st: st["active"] == "standby", what="standby transmits")
+    assert check() == (1, "DEGRADED: ens10 transmits via standby ens10nsby (no primary)")
+    lab.link("virtio", "down")
+    netfo.wait(lambda st: st["active"] is None, what="nothing transmits")
+    assert check() == (2, "DOWN: ens10: no slave can transmit (frames are dropped)")
+    p = netfo.cli("status", "ens10", check=False)
+    assert p.returncode == 1 and "none (frames dropped)" in p.stdout
+    assert netfo.cli("status", "ens10", "--json", check=False).returncode == 0
+    netfo.stop()
+    code, line = check()
+    assert code == 2 and line.startswith("DOWN: ens10: netfo is not running")
