@@ -277,6 +277,9 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="one JSON object per line")
     ev.set_defaults(fn=cmd_events)
 
+    from . import units
+    units.add_parser(sub)               # netfo systemd install
+
     from .lab import cli as labcli
     labcli.add_parser(sub)
     return p
