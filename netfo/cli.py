@@ -277,7 +277,8 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="one JSON object per line")
     ev.set_defaults(fn=cmd_events)
 
-    from . import units
+    from . import auto, units
+    auto.add_parser(sub)                # netfo auto [--config PATH]
     units.add_parser(sub)               # netfo systemd install
 
     from .lab import cli as labcli
