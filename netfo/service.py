@@ -58,9 +58,10 @@ class Service:
     def status_text(self) -> str:
         d = self.d
         role = d.group.active() if d.group is not None else None
-        slave = None
-        if role is not None and d.slaves is not None and role in d.slaves:
-            slave = d.slaves[role].name
+        try:                    # a status line must never cost the daemon anything
+            slave = d.slaves[role].name if role is not None and role in d.slaves else None
+        except Exception:
+            slave = None
         return status_line(d.ifname, role, slave)
 
     def ready(self) -> None:
