@@ -302,6 +302,26 @@ cdef class Datapath:
         release() and set_ready() as after any change."""
         return self.ev_fd
 
+    def ping(self, double timeout=1.0):
+        """Liveness probe (the service watchdog): post a no-op through the
+        loops' command eventfds, the way set_slave() does, and wait until
+        every loop has passed it between two batches.  True if the loops
+        this datapath needs all run (run(), or both run_tx() and run_rx())
+        and each answered within timeout s; False if one is not running or
+        is wedged (e.g. blocked in a write).  Any thread; nothing changes
+        for the loops, whose per-frame path is untouched (only a wake-up)."""
+        cdef uint64_t gen, deadline
+        cdef int ok
+        if not (load_int(&self.loops[LOOP_TX]) and load_int(&self.loops[LOOP_RX])):
+            return False
+        gen = add_u64(&self.cmd_gen, 1)
+        deadline = monotonic_ns() + <uint64_t>(max(timeout, 0.0) * 1e9)
+        self._kick()
+        with nogil:
+            ok = self._await_acks(gen, deadline)
+        # _await_acks passes a loop that left meanwhile: it must still run.
+        return bool(ok and load_int(&self.loops[LOOP_TX]) and load_int(&self.loops[LOOP_RX]))
+
     def stop(self):
         """Make the loops return after their current batch."""
         store_int(&self.stopping, 1)

@@ -10,13 +10,13 @@ import sys
 import time
 from typing import Optional
 
-from . import control, events, spawn
+from . import control, events, health, spawn
 from .config import Config, add_arguments, from_args
 from .errors import NetfoError
 
 def _setup_logging(ifname: str) -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format=f"%(asctime)s netfo[{ifname}] %(levelname)s %(message)s")
+    from . import logs                  # journald priorities under systemd (logs.py)
+    logs.setup(ifname)
 
 
 # ---------------------------------------------------------------- up
@@ -140,6 +140,8 @@ def cmd_down(args) -> int:
 # ---------------------------------------------------------------- status
 
 def cmd_status(args) -> int:
+    if getattr(args, "check", False):
+        return _check(args)
     names = [args.ifname] if args.ifname else control.list_daemons()
     result = []
     for name in names:
@@ -155,7 +157,19 @@ def cmd_status(args) -> int:
         print("netfo: no failover master in this network namespace")
     else:
         print("\n\n".join(format_status(st) for st in result))
+    if not args.json and not all(health.transmits(st) for st in result):
+        return 1                        # no slave can transmit (--json: see "active")
     return 0
+
+
+def _check(args) -> int:
+    """netfo status IF --check: one line; 0 OK, 1 degraded, 2 down (netfo/health.py)."""
+    if not args.ifname:
+        print("netfo: status --check needs the master's name", file=sys.stderr)
+        return health.DOWN
+    code, line = health.check(args.ifname, control.request(args.ifname, "status"))
+    print(line)
+    return code
 
 
 def _human(n: float) -> str:
@@ -268,6 +282,8 @@ def parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="show masters, slaves, counters")
     st.add_argument("ifname", nargs="?")
     st.add_argument("--json", action="store_true", help="machine-readable (see README)")
+    st.add_argument("--check", action="store_true", help="one line for monitoring; exit 0 "
+                    "OK (primary transmits), 1 degraded (standby), 2 down (nothing, or no daemon)")
     st.set_defaults(fn=cmd_status)
 
     st = sub.add_parser("set", help="force the transmitting slave (drain the VF), or auto")
@@ -282,6 +298,10 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     ev.add_argument("--json", action="store_true", help="one JSON object per line")
     ev.set_defaults(fn=cmd_events)
+
+    from . import auto, units
+    auto.add_parser(sub)                # netfo auto [--config PATH]
+    units.add_parser(sub)               # netfo systemd install
 
     from .lab import cli as labcli
     labcli.add_parser(sub)

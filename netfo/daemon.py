@@ -41,6 +41,7 @@ from .group import Decision, Enslave, Group, Ignore, Release, Role
 from .kernel import links, master, tap
 from .probe import Prober
 from .server import Server
+from .service import Service
 from .slaves import Slaves
 
 log = logging.getLogger("netfo")
@@ -80,6 +81,8 @@ class Daemon:
         self.stop = threading.Event()
         self.started = time.time()
         self.settled_at = 0.0                   # monotonic end of setup
+        self.beat = 0.0                         # monotonic: the control loop's last turn
+        self.service = Service(self)            # systemd: READY, STATUS, fd store, watchdog
 
     # ------------------------------------------------------------------ up
 
@@ -260,6 +263,7 @@ class Daemon:
         """The log lines of the group's events (the lab tooling reads some)."""
         if e["kind"] == "switch":
             log.info("transmit via %s (%s, %s)", e["to"], e["reason"], e["slave"])
+            self.service.switched()
         elif e["kind"] == "path" and not e["up"]:
             log.warning("%s: no answer to probes for %.0f ms: path down", e["slave"],
                         self.prober.window * 1000)
@@ -449,9 +453,12 @@ class Daemon:
             signal.signal(sig, lambda *_: (self.stop.set(), self._wake()))
         if ready:
             ready()
+        self.beat = time.monotonic()
+        self.service.ready()
         next_tick = time.monotonic()
         miimon = self.config.miimon_s
         while not self.stop.is_set():
+            self.beat = time.monotonic()
             deadlines = [d for d in (self.group.next_deadline(),
                                      self.notify_due[0] if self.notify_due else None) if d]
             if self.prober.enabled:
@@ -482,6 +489,7 @@ class Daemon:
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK
                 self._guarded(self._tick)
+        self.service.stopping()
         sel.close()
         self.sel = self.slaves.selector = None
 
@@ -502,6 +510,7 @@ class Daemon:
         handover: nothing, the master is the new daemon's)."""
         if self.handed_over:
             return
+        self.service.forget_fds()
         self.builder.unwind()
 
     def _stop_datapath(self) -> None:

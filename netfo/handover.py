@@ -25,16 +25,13 @@ import socket
 from typing import Optional
 
 from . import control
+from .service import fdname
 
 log = logging.getLogger("netfo")
 
 SD_LISTEN_FDS_START = 3
 MAX_FDS = 3                     # TAP, primary, standby
 TIMEOUT = 10.0                  # s for each step of the exchange
-
-
-def tap_fdname(ifname: str) -> str:
-    return f"tap-{ifname}"
 
 
 def from_systemd(ifname: str) -> Optional[int]:
@@ -50,7 +47,7 @@ def from_systemd(ifname: str) -> Optional[int]:
     found = None
     for i in range(n):
         fd = SD_LISTEN_FDS_START + i
-        if found is None and i < len(names) and names[i] == tap_fdname(ifname):
+        if found is None and i < len(names) and names[i] == fdname(ifname):
             os.set_inheritable(fd, False)
             found = fd
         else:

@@ -74,9 +74,11 @@ class Slaves:
         packet socket, handed over by the daemon being replaced, already
         silenced and in the master's multicast groups."""
         prior = self.journal["slaves"].get(str(link.index))
+        # What silencing changes is read and journalled before it is changed:
+        # a daemon killed in between must leave a journal that restores it.
         entry = prior or {"master": self.ifname, "name": link.name, "role": str(role),
-                          "mtu": link.mtu, "was_up": link.up, "disable_ipv6": None,
-                          "silenced_as": link.name}
+                          "mtu": link.mtu, "was_up": link.up, "silenced_as": link.name,
+                          "disable_ipv6": silence.sysctl_get(6, link.name, "disable_ipv6")}
         entry.update(name=link.name, role=str(role))
         self.journal["slaves"][str(link.index)] = entry
         self.builder.save()
@@ -85,11 +87,9 @@ class Slaves:
             if link.mtu != self.mtu:
                 links.set_link(self.ipr, link.index, f"set {link.name} mtu {self.mtu}", mtu=self.mtu)
             if fd is None:
-                old = self.silencer.silence(link.name)
-                if prior is None:
-                    entry["disable_ipv6"] = old
                 entry["silenced_as"] = link.name
                 self.builder.save()
+                self.silencer.silence(link.name)
             if not link.up:
                 links.set_link(self.ipr, link.index, f"bring {link.name} up", state="up")
             if fd is None:

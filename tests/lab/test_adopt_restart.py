@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -173,7 +174,8 @@ def test_up_refuses_a_master_that_is_not_netfos(lab, spoil):
 def test_kill9_anywhere_in_up_ends_adopted_or_restored(lab):
     before = snapshot(lab)
     # from before the rename to after the master is ready (~0.2-0.6 s here)
-    for delay in (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.6, 1.0):
+    for base in (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.6, 1.0):
+        delay = base + random.random() * 0.05       # a different point each run
         proc = lab.popen("guest", *spawn.netfo("up", "ens10", "--foreground"),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
@@ -255,7 +257,7 @@ def test_the_tap_fd_from_systemds_store_keeps_the_carrier_over_a_crash(lab):
         # systemd's way (ExecStart=netfo up %i --foreground): the fd as fd 3,
         # LISTEN_FDS and LISTEN_FDNAMES, LISTEN_PID the new daemon's pid
         argv = " ".join(spawn.netfo("up", "ens10", "--foreground"))
-        proc = subprocess.Popen(["ip", "netns", "exec", lab.guest, "sh", "-c",
+        proc = subprocess.Popen(["ip", "netns", "exec", lab.guest, "bash", "-c",
                                  f"exec 3>&{held}; LISTEN_PID=$$ LISTEN_FDS=1 "
                                  f"LISTEN_FDNAMES=tap-ens10 exec {argv}"],
                                 pass_fds=(held,), stdout=subprocess.DEVNULL,

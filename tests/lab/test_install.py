@@ -86,3 +86,16 @@ def test_demo_from_any_directory(installed, where):
         assert not marker.exists(), marker.read_text()
     finally:
         subprocess.run([netfo, "lab", "--prefix", prefix, "down"], capture_output=True, timeout=60)
+
+
+def test_the_installed_package_ships_the_systemd_units(installed, tmp_path):
+    """The units are package data: a non-editable install has them, and
+    `netfo systemd install` puts that installation's netfo in ExecStart=."""
+    netfo = installed[0]
+    p = subprocess.run([netfo, "systemd", "install", "--prefix", str(tmp_path)],
+                       capture_output=True, text=True, timeout=60, cwd="/")
+    assert p.returncode == 0, p.stderr
+    assert "systemctl enable --now netfo@ens10.service" in p.stdout
+    unit = (tmp_path / "netfo@.service").read_text()
+    assert f"ExecStart={netfo} up %i --foreground\n" in unit
+    assert f"ExecStart={netfo} auto" in (tmp_path / "netfo-auto.service").read_text()

@@ -1,13 +1,15 @@
 """`netfo up` / `down` as a user sees them: restore exactly, fail cleanly."""
+import json
+import os
+import signal
 import sys
+import time
 
+from netfo import spawn
 from netfo.lab import PEER_IP4, PF
-
 from support.harness import REPO, Netfo
 from support.state import diff, snapshot
 from support.traffic import ping
-
-from netfo import spawn
 
 
 def netfo_cli(lab, *argv, prefix=()):
@@ -117,8 +119,13 @@ def test_down_after_the_daemon_died_restores_from_the_journal(lab):
     n.proc.wait()
     n.proc = None
     assert "ens10nsby" in lab.run("guest", "ip", "link").stdout      # left behind
-    p = netfo_cli(lab, "up", "ens10")
-    assert p.returncode == 1 and "did not shut down cleanly" in p.stderr
+    p = netfo_cli(lab, "up", "ens10")                               # adopts what was left
+    assert p.returncode == 0, p.stderr
+    st = json.loads(netfo_cli(lab, "status", "ens10", "--json").stdout)
+    assert st["adopted"]
+    os.kill(st["pid"], signal.SIGKILL)                              # and dies again
+    while os.path.exists(f"/proc/{st['pid']}"):
+        time.sleep(0.01)
     p = netfo_cli(lab, "down", "ens10")
     assert p.returncode == 0 and "restored from its journal" in p.stdout, p.stderr
     assert diff(before, snapshot(lab)) == []

@@ -209,3 +209,55 @@ def test_event_fd_closed_with_the_datapath(tap):
     ev = dp.event_fd()
     del dp
     assert closed(ev)
+
+
+def test_ping_answers_only_while_every_loop_runs(tap):
+    """ping(): False with no loop, True once the loop(s) the datapath needs
+    run (both for threads=2), False again after stop()."""
+    dp = fp.Datapath(tap[0].fileno())
+    assert dp.ping(0.1) is False
+    loop = Loop(dp.run)
+    assert eventually(lambda: dp.ping(0.5))
+    dp.stop()
+    assert loop.join() is None
+    assert dp.ping(0.1) is False
+    dp2 = fp.Datapath(tap[0].fileno(), threads=2)
+    tx = Loop(dp2.run_tx)
+    time.sleep(0.05)
+    assert dp2.ping(0.1) is False           # the RX loop is not running
+    rx = Loop(dp2.run_rx)
+    assert eventually(lambda: dp2.ping(0.5))
+    dp2.stop()
+    assert tx.join() is None and rx.join() is None
+
+
+def test_ping_false_on_a_wedged_loop():
+    """A loop blocked writing to a full 'TAP' runs but cannot answer: ping()
+    is False after its timeout, and True again once the loop is unblocked."""
+    ta, tb = pair()
+    try:
+        while True:
+            ta.send(b"x" * 64)          # fill tb's queue
+    except BlockingIOError:
+        pass
+    ta.setblocking(True)
+    dp = fp.Datapath(ta.fileno(), fp.RX_ALL)
+    sa, sb = pair()
+    dp.set_slave(fp.PRIMARY, sa.detach())
+    loop = Loop(dp.run)
+    assert eventually(lambda: dp.ping(0.5))
+    sb.send(bytes(fp.VNET_HDR_LEN) + b"y" * 60)    # delivered to the full TAP: blocks
+    time.sleep(0.1)
+    t0 = time.monotonic()
+    assert dp.ping(0.3) is False
+    assert 0.25 < time.monotonic() - t0 < 1.0
+    while True:                         # unblock the loop
+        try:
+            tb.recv(100)
+        except BlockingIOError:
+            break
+    assert eventually(lambda: dp.ping(0.5))
+    dp.stop()
+    assert loop.join() is None
+    dp.set_slave(fp.PRIMARY, -1)
+    ta.close(), tb.close(), sb.close()
