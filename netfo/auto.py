@@ -6,8 +6,9 @@ follows link events, and whenever a configured standby candidate and a
 same-MAC partner (the VF) both exist and no netfo serves the candidate yet,
 starts `netfo up IF` for it: each master gets a daemon of its own
 (netfo.spawn, detached), so stopping or restarting `netfo auto` leaves the
-masters running.  It never reacts to netfo's own links: a master is a TAP,
-a standby is renamed IF+"nsby".
+masters running.  Of netfo's own links (a master is a TAP, a standby is
+renamed IF+"nsby") it only ever acts on a configured master whose daemon
+died: `netfo up` then adopts it.
 
 The configuration file (INI):
 
@@ -147,16 +148,29 @@ def driver(ifname: str, sysfs: str = "/sys/class/net") -> Optional[str]:
         return None
 
 
+def _journalled(ifname: str) -> bool:
+    from . import journal
+    return journal.load(ifname) is not None
+
+
 def candidates(links: list, cfg: AutoConfig, driver_of: Callable[[str], Optional[str]] = driver,
-               running: Callable[[str], bool] = control.running) -> List[str]:
-    """Names of the standby candidates to start `netfo up` for now: named
-    or matched, not netfo's own (a TAP master, a renamed *nsby standby),
-    with a same-MAC partner, no renamed standby of their own yet, and no
-    netfo serving them."""
+               running: Callable[[str], bool] = control.running,
+               journalled: Callable[[str], bool] = _journalled) -> List[str]:
+    """Names to start `netfo up` for now: a configured master whose daemon
+    died (a TAP with a journal: `up` adopts it), and the standby candidates
+    named or matched, not netfo's own (a TAP master, a renamed *nsby
+    standby), with a same-MAC partner, no renamed standby of their own yet,
+    and no netfo serving them."""
     names = {l.name for l in links}
     out = []
     for l in links:
-        if l.kind == "tun" or l.name.endswith(STANDBY_SUFFIX) or l.arptype != 1:
+        if l.kind == "tun":
+            sby = (l.name + STANDBY_SUFFIX)[:15]
+            if ((l.name in cfg.interfaces or (cfg.drivers and driver_of(sby) in cfg.drivers))
+                    and sby in names and not running(l.name) and journalled(l.name)):
+                out.append(l.name)
+            continue
+        if l.name.endswith(STANDBY_SUFFIX) or l.arptype != 1:
             continue
         if l.name not in cfg.interfaces and not (cfg.drivers and driver_of(l.name) in cfg.drivers):
             continue

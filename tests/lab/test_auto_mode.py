@@ -1,6 +1,7 @@
 """netfo auto in a lab's guest namespace: the master appears by itself once
 the VF is plugged, forwards, and outlives `netfo auto`."""
 import json
+import os
 import signal
 import subprocess
 import time
@@ -50,6 +51,10 @@ def test_auto_makes_the_master_when_the_vf_appears_and_leaves_it_running(lab, tm
         assert (r.received, r.duplicates) == (10, 0)
         p = cli(lab.guest, "status", "ens10", "--check")
         assert (p.returncode, p.stdout.strip()) == (0, "OK: ens10 transmits via primary ens11")
+        os.kill(st["pid"], signal.SIGKILL)          # the master's daemon dies: auto adopts it
+        st = wait_for(lambda: (s := status(lab)) and s["pid"] != st["pid"] and s, 20,
+                      "the master adopted by a new daemon")
+        assert st["adopted"] and st["active"] == "primary"
         pid = st["pid"]
         time.sleep(1.5)                             # a few more scans: nothing else started
         assert "ens10nsby" not in logfile.read_text().split("following link events", 1)[1]

@@ -52,9 +52,9 @@ def link(index, name, mac=MAC, kind="veth"):
     return Link(index=index, name=name, mac=mac, kind=kind)
 
 
-def names(links, cfg, drivers=None, running=()):
+def names(links, cfg, drivers=None, running=(), journals=()):
     return auto.candidates(links, cfg, driver_of=lambda n: (drivers or {}).get(n),
-                           running=lambda n: n in running)
+                           running=lambda n: n in running, journalled=lambda n: n in journals)
 
 
 def test_candidates_need_a_same_mac_partner():
@@ -75,6 +75,16 @@ def test_candidates_skip_netfo_own_links_and_running_masters():
     assert names(before, auto.AutoConfig(interfaces=["ens12"])) == []   # neither named nor matched
     # a standby name taken (the kernel's net_failover, or a crashed netfo): leave it
     assert names(before + [link(5, "ens10nsby", mac="52:54:00:00:00:02")], cfg, drivers) == []
+
+
+def test_candidates_include_a_master_whose_daemon_died():
+    up = [link(4, "ens10", kind="tun"), link(2, "ens10nsby"), link(3, "ens11")]
+    drivers = {"ens10nsby": "virtio_net"}
+    for cfg in (auto.AutoConfig(interfaces=["ens10"]), auto.AutoConfig(drivers=["virtio_net"])):
+        assert names(up, cfg, drivers, journals={"ens10"}) == ["ens10"]     # up adopts it
+        assert names(up, cfg, drivers, journals={"ens10"}, running={"ens10"}) == []
+        assert names(up, cfg, drivers) == []                  # a TAP without journal: not ours
+    assert names(up, auto.AutoConfig(interfaces=["ens12"]), journals={"ens10"}) == []
 
 
 def test_driver_from_sysfs(tmp_path):
