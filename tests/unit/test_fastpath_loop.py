@@ -24,6 +24,19 @@ def pair(blocking=False):
     return a, b
 
 
+def full_tap():
+    """A 'TAP' (a blocking socketpair end) whose peer's queue is full: a
+    loop writing to it blocks."""
+    ta, tb = pair()
+    try:
+        while True:
+            ta.send(b"x" * 64)
+    except BlockingIOError:
+        pass
+    ta.setblocking(True)
+    return ta, tb
+
+
 class Loop:
     """fn() in a thread; .result is its return value or the exception."""
 
@@ -117,15 +130,7 @@ def test_set_slave_gives_up_on_a_stuck_loop():
     """A loop that never reaches a quiescent point (here: blocked writing to
     a full 'TAP') makes set_slave raise TimeoutError after `timeout`, the old
     socket left open until a later set_slave can close it safely."""
-    ta, tb = pair(blocking=True)
-    tb.setblocking(False)
-    ta.setblocking(False)
-    try:
-        while True:
-            ta.send(b"x" * 64)          # fill tb's queue
-    except BlockingIOError:
-        pass
-    ta.setblocking(True)
+    ta, tb = full_tap()
     dp = fp.Datapath(ta.fileno(), fp.RX_ALL)
     sa, sb = pair()
     dp.set_slave(fp.PRIMARY, sa.detach())
@@ -234,13 +239,7 @@ def test_ping_answers_only_while_every_loop_runs(tap):
 def test_ping_false_on_a_wedged_loop():
     """A loop blocked writing to a full 'TAP' runs but cannot answer: ping()
     is False after its timeout, and True again once the loop is unblocked."""
-    ta, tb = pair()
-    try:
-        while True:
-            ta.send(b"x" * 64)          # fill tb's queue
-    except BlockingIOError:
-        pass
-    ta.setblocking(True)
+    ta, tb = full_tap()
     dp = fp.Datapath(ta.fileno(), fp.RX_ALL)
     sa, sb = pair()
     dp.set_slave(fp.PRIMARY, sa.detach())
