@@ -72,6 +72,11 @@ def check(ipr: IPRoute, ifname: str, replacing: bool = False) -> Plan:
         raise NetfoError(f"netfo is already running on {ifname} "
                          f"(see: netfo status {ifname}; netfo restart {ifname} replaces it)")
     j = journal.load(ifname)
+    if j is not None and not journal.from_here(j) and not _is_tap(ipr, ifname):
+        # Its namespace is gone (the file name's inode was reused): it
+        # describes nothing here, and must not block this namespace's up.
+        journal.retire(ifname)
+        j = None
     if j is not None:
         return adoptable(ipr, ifname, j)
     for other in control.list_daemons():
@@ -91,6 +96,11 @@ def check(ipr: IPRoute, ifname: str, replacing: bool = False) -> Plan:
         raise NetfoError(f"{sby_name} exists already: {ifname} seems to be in a "
                          "failover group (netfo status, or the kernel's net_failover)")
     return Plan("fresh", sb)
+
+
+def _is_tap(ipr: IPRoute, ifname: str) -> bool:
+    link = links.get(ipr, name=ifname)
+    return link is not None and link.kind == "tun"
 
 
 def adoptable(ipr: IPRoute, ifname: str, j: dict, replacing: bool = False) -> Plan:

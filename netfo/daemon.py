@@ -49,6 +49,11 @@ log = logging.getLogger("netfo")
 RX_POLICIES = {"active": _fastpath.RX_ACTIVE, "kernel": _fastpath.RX_KERNEL,
                "all": _fastpath.RX_ALL}
 TICK = 0.2          # s between polls of what netlink does not announce
+# The TAP's queue (tun's ring, txqueuelen frames) holds what the guest sends
+# while one daemon's loops stop and the next one's start: 1 s at 10,000
+# frames/s even on a loaded machine, then back to what it was.
+HANDOVER_QLEN = 10000
+QLEN_HOLD = 2.0     # s after the handover before the queue shrinks back
 
 
 class Daemon:
@@ -58,6 +63,7 @@ class Daemon:
         self.handed_over = False                # this daemon gave the master to a new one
         self.adopted = False                    # the master was there already
         self.keep_carrier = False               # while adopting: see _resync
+        self.saved_qlen: Optional[int] = None   # the TAP's txqueuelen before a handover
         self.inherited: dict = {}               # ifindex -> packet socket fd handed over
         self.ipr = IPRoute()
         self.builder = build.Builder(self.ipr, ifname)
@@ -147,6 +153,9 @@ class Daemon:
         if plan.kind != "fresh":
             self.slaves.forget_stale()
         if taker is not None:
+            self.saved_qlen = links.txqlen(self.ipr, self.master_index)
+            links.set_link(self.ipr, self.master_index, "grow the TAP's queue for the handover",
+                           txqlen=max(HANDOVER_QLEN, self.saved_qlen))
             taker.release()                 # the old loops stop: ours start right away
             self._serve_control()
             self.builder.keep_journal()
@@ -380,6 +389,11 @@ class Daemon:
         multicast list and promiscuity, and (for a loop without an event
         fd) the switches the loop made itself."""
         self._execute(self.group.tick())
+        if self.saved_qlen is not None and time.monotonic() > self.settled_at + QLEN_HOLD:
+            # the backlog has drained by now: shrinking a ring drops what it holds
+            links.set_link(self.ipr, self.master_index, "restore the TAP's queue",
+                           txqlen=self.saved_qlen)
+            self.saved_qlen = None
         if self.loop_fd is None:
             self._follow_loop(counters=True)
         self.slaves.follow_lists(self.master_index)

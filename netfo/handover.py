@@ -25,6 +25,7 @@ import socket
 from typing import Optional
 
 from . import control
+from .errors import NetfoError
 from .service import fdname
 
 log = logging.getLogger("netfo")
@@ -94,7 +95,7 @@ class Taker:
         try:
             self.sock.connect(control.address(self.ifname))
         except OSError:
-            raise ConnectionError(f"netfo is not running on {self.ifname}: nothing to "
+            raise NetfoError(f"netfo is not running on {self.ifname}: nothing to "
                                   "hand over") from None
         self.sock.sendall(json.dumps({"cmd": "handover"}).encode() + b"\n")
         fds = array.array("i")
@@ -113,7 +114,7 @@ class Taker:
         if "error" in state:
             for fd in fds:
                 os.close(fd)
-            raise ConnectionError(state["error"])
+            raise NetfoError(state["error"])
         slots = state.get("slots", [])
         return state, [fds[i] if i < len(fds) else -1 for i in range(len(slots) + 1)]
 
@@ -122,7 +123,7 @@ class Taker:
         self.sock.sendall(b'{"cmd": "release"}\n')
         reply = self.sock.makefile("rb").readline()
         if not reply or not json.loads(reply).get("released"):
-            raise ConnectionError("the old daemon did not release the master")
+            raise NetfoError("the old daemon did not release the master")
 
     def close(self) -> None:
         self.sock.close()

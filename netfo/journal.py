@@ -73,6 +73,19 @@ def load(ifname: str) -> Optional[dict]:
         return None
 
 
+def from_here(journal: dict) -> bool:
+    """Written in this network namespace (not in a gone one whose nsfs
+    inode this one reuses)?"""
+    return journal.get("netns", netns_id()) == netns_id()
+
+
+def retire(ifname: str) -> None:
+    """Set aside a journal of a namespace that is gone (kept for a look)."""
+    os.replace(path(ifname), path(ifname) + ".foreign")
+    log.warning("%s: set aside %s: written in a network namespace that is gone",
+                ifname, path(ifname))
+
+
 def forget(ifname: str) -> None:
     try:
         os.unlink(path(ifname))
@@ -148,7 +161,7 @@ def check_here(journal: dict, replacing: bool = False) -> None:
     gone (or, replacing, is the one being replaced): only then may `down`
     or an adopting `up` act on it."""
     ifname, where = journal["ifname"], path(journal["ifname"])
-    if journal.get("netns", netns_id()) != netns_id():
+    if not from_here(journal):
         raise NetfoError(f"{where} was written in another network namespace (one that is gone "
                          f"now): nothing touched; remove the file if {ifname} here is not "
                          f"netfo's")

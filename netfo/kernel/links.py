@@ -116,6 +116,10 @@ def flags(ipr: IPRoute, index: int) -> int:
     return ipr.link("get", index=index)[0]["flags"]
 
 
+def txqlen(ipr: IPRoute, index: int) -> int:
+    return ipr.link("get", index=index)[0].get_attr("IFLA_TXQLEN")
+
+
 def alias(ipr: IPRoute, index: int) -> Optional[str]:
     """IFLA_IFALIAS of index (None: no alias, or no such link)."""
     try:

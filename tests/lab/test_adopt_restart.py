@@ -206,6 +206,8 @@ def test_sigterm_during_up_is_down(lab):
 def test_restart_keeps_the_master_without_a_flap(lab):
     up(lab)
     old, index = status(lab)["pid"], master(lab)["ifindex"]
+    for ns, dst in (("guest", PEER_IP4), ("peer", GUEST_IP4)):   # neighbours resolved first:
+        assert ping(lab, ns, dst, count=3).received == 3        # a stream's start loses none
     mon = Monitor(lab, "link", "address", "route")
     out = Stream(lab, "guest", "peer", PEER_IP4, 5302, rate=10000, seconds=3)
     back = Stream(lab, "peer", "guest", GUEST_IP4, 5303, rate=10000, seconds=3)
@@ -213,15 +215,17 @@ def test_restart_keeps_the_master_without_a_flap(lab):
     p = cli(lab, "restart", "ens10")
     assert p.returncode == 0, p.stderr
     lost = [out.result()["lost"], back.result()["lost"]]
-    events = [l for l in mon.lines() if "ens10" in l or "Deleted" in l]
+    lines = mon.lines()
+    # the master's only link changes are its queue growing and shrinking back
+    events = [l for l in lines if "Deleted" in l or ("ens10:" in l and "LOWER_UP" not in l)]
     st = status(lab)
     assert st["pid"] != old and st["active"] == "primary"
     assert master(lab)["ifindex"] == index
-    assert not events, events                   # no carrier change, nothing deleted
+    assert not events, events                   # the carrier never dropped, nothing deleted
     assert not os.path.exists(f"/proc/{old}")
     print(f"frames lost in a planned restart at 10,000/s each way: "
           f"guest→peer {lost[0]}, peer→guest {lost[1]}")
-    assert max(lost) <= 20, lost
+    assert max(lost) <= 10, lost
     assert cli(lab, "down", "ens10").returncode == 0
 
 

@@ -36,6 +36,9 @@ def send(dst: str, port: int, rate: float, seconds: float) -> None:
 def recv(port: int, seconds: float) -> None:
     s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    # A burst after a delay (a switch, a restart) must not overflow the
+    # receiver's own socket: that loss would be this tool's, not netfo's.
+    s.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)          # SO_RCVBUFFORCE
     s.bind(("::", port))
     s.settimeout(0.1)
     seqs, times = [], []
