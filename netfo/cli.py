@@ -56,13 +56,25 @@ def cmd_up(args) -> int:
     try:
         d.serve(ready=lambda: _tell(ready_fd, "ok"))
     finally:
-        d.down()
-        logging.info("%s: %s", args.ifname, "handed over" if d.handed_over
-                     else "down, machine restored")
+        restored = _down(d, args.ifname)
+    if not restored:
+        return 1
     if d.loop_error is not None:        # the datapath died: say so to systemd & co
         logging.error("%s: exiting after the datapath failed: %s", args.ifname, d.loop_error)
         return 1
     return 0
+
+
+def _down(d, ifname: str) -> bool:
+    """The daemon's down; False if a restore step failed (logged in one
+    line; the journal keeps what is left for the next `netfo down`)."""
+    try:
+        d.down()
+    except NetfoError as e:
+        logging.error("%s", e)
+        return False
+    logging.info("%s: %s", ifname, "handed over" if d.handed_over else "down, machine restored")
+    return True
 
 
 def _tell(fd: Optional[int], line: str) -> None:
@@ -114,10 +126,20 @@ def cmd_restart(args) -> int:
 
 # ---------------------------------------------------------------- down
 
+def _errors_summed_up() -> None:
+    """Restoring here: its warnings are for the user, one line each; its
+    errors are summed up in the one line that says what is left to do."""
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(logging.Formatter("netfo: %(message)s"))
+    h.addFilter(lambda r: r.levelno < logging.ERROR)
+    logging.getLogger("netfo").addHandler(h)
+
+
 def cmd_down(args) -> int:
     reply = control.request(args.ifname, "down", timeout=60)
     if reply is None:
         from . import journal
+        _errors_summed_up()
         if journal.recover(args.ifname):
             print(f"netfo: the daemon for {args.ifname} had died; restored from its journal")
             return 0

@@ -513,6 +513,7 @@ class Daemon:
             return
         self.service.forget_fds()
         self.builder.unwind()
+        self.builder.restored()             # NetfoError: what is left to do (journal kept)
 
     def _stop_datapath(self) -> None:
         self.dp.stop()
