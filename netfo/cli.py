@@ -14,9 +14,9 @@ from . import control, events, health, spawn
 from .config import Config, add_arguments, from_args
 from .errors import NetfoError
 
-def _setup_logging(ifname: str) -> None:
+def _setup_logging(ifname: str, log_file: Optional[str] = None) -> None:
     from . import logs                  # journald priorities under systemd (logs.py)
-    logs.setup(ifname)
+    logs.setup(ifname, log_file=log_file)
 
 
 # ---------------------------------------------------------------- up
@@ -34,7 +34,7 @@ def cmd_up(args) -> int:
         return 2
     if not args.foreground:
         return _spawn_daemon(args, config)
-    _setup_logging(args.ifname)
+    _setup_logging(args.ifname, args.log_file)
     ready_fd = args.ready_fd
     try:
         from .daemon import Daemon     # needs pyroute2 + the extension: only here
@@ -89,9 +89,9 @@ def _tell(fd: Optional[int], line: str) -> None:
 def _spawn_daemon(args, config: Config, takeover: bool = False) -> int:
     """Run `up --foreground` detached; return when the master is ready."""
     rd, wr = os.pipe()
-    argv = spawn.netfo("up", args.ifname, "--foreground", *config.argv(), "--ready-fd", str(wr),
-                       *(["--takeover"] if takeover else []))
     path = control.run_path(args.ifname, "log")
+    argv = spawn.netfo("up", args.ifname, "--foreground", *config.argv(), "--ready-fd", str(wr),
+                       "--log-file", path, *(["--takeover"] if takeover else []))
     fresh = not os.path.exists(path)
     with open(path, "a") as logf:
         subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
@@ -290,6 +290,7 @@ def parser() -> argparse.ArgumentParser:
                     help="take the master over from its running daemon without a flap "
                          "(what netfo restart does)")
     up.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    up.add_argument("--log-file", help=argparse.SUPPRESS)     # the detached daemon's, capped
     up.set_defaults(fn=cmd_up)
 
     rs = sub.add_parser("restart", help="replace the running daemon (e.g. after an upgrade) "
