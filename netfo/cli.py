@@ -11,7 +11,7 @@ import time
 from typing import Optional
 
 from . import control, events, health, spawn
-from .config import Config, add_arguments, from_args
+from .config import Config, add_arguments, from_args, ifname_problem
 from .errors import NetfoError
 
 def _setup_logging(ifname: str, log_file: Optional[str] = None) -> None:
@@ -276,8 +276,20 @@ def cmd_events(args) -> int:
 
 # ---------------------------------------------------------------- main
 
+class Parser(argparse.ArgumentParser):
+    """A bad argument is one line and exit 2 (argparse's usage block is for --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"netfo: {self.prog.split(' ', 1)[-1]}: {message}\n"
+                     if " " in self.prog else f"netfo: {message}\n")
+
+
+# The commands that name a master: its name is checked as the kernel would.
+NAMED = ("up", "down", "status", "set", "events", "restart")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="netfo", description=(
+    p = Parser(prog="netfo", description=(
         "Userspace net_failover: one master interface over a VF (primary) and a "
         "paravirtual NIC (standby) with the same MAC."))
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -333,6 +345,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if args.cmd in NAMED and getattr(args, "ifname", None) is not None:
+        problem = ifname_problem(args.ifname)
+        if problem:                     # one line, before anything is asked or changed
+            print(f"netfo: {problem}", file=sys.stderr)
+            return 2
     try:
         return args.fn(args)
     except NetfoError as e:
