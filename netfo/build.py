@@ -163,12 +163,20 @@ class Builder:
         self.undo.append((what, undo))
 
     def unwind(self) -> None:
+        """Undo every step, newest first, going on past failures (a failed
+        restore keeps the journal: see restored())."""
         while self.undo:
             what, fn = self.undo.pop()
             try:
                 fn()
             except Exception as e:      # keep undoing the rest
                 log.error("while undoing %s: %s", what, e)
+
+    def restored(self) -> None:
+        """After unwind(): NetfoError, in one line, if the restore left
+        something to do (the journal says what, for the next `netfo down`)."""
+        if self.journal.get("left"):
+            raise NetfoError(journal.left_line(self.journal))
 
     def save(self) -> None:
         journal.save(self.journal)
@@ -207,8 +215,11 @@ class Builder:
 
     def keep_journal(self) -> None:
         """From now on a failure, or down, restores what the journal says."""
-        self.step("journal", lambda: journal.forget(self.ifname))
-        self.step("restore", lambda: journal.restore(self.ipr, self.journal))
+        self.step("restore", self._restore)
+
+    def _restore(self) -> None:
+        journal.restore(self.ipr, self.journal)
+        journal.finish(self.journal)        # the journal goes only if all was restored
 
     def adopt(self, j: dict, tap_fd: Optional[int] = None, restore: bool = True) -> int:
         """Take over the master of journal j (see adoptable()): attach to

@@ -11,12 +11,12 @@ import time
 from typing import Optional
 
 from . import control, events, health, spawn
-from .config import Config, add_arguments, from_args
+from .config import Config, add_arguments, from_args, ifname_problem
 from .errors import NetfoError
 
-def _setup_logging(ifname: str) -> None:
+def _setup_logging(ifname: str, log_file: Optional[str] = None) -> None:
     from . import logs                  # journald priorities under systemd (logs.py)
-    logs.setup(ifname)
+    logs.setup(ifname, log_file=log_file)
 
 
 # ---------------------------------------------------------------- up
@@ -34,7 +34,7 @@ def cmd_up(args) -> int:
         return 2
     if not args.foreground:
         return _spawn_daemon(args, config)
-    _setup_logging(args.ifname)
+    _setup_logging(args.ifname, args.log_file)
     ready_fd = args.ready_fd
     try:
         from .daemon import Daemon     # needs pyroute2 + the extension: only here
@@ -56,13 +56,25 @@ def cmd_up(args) -> int:
     try:
         d.serve(ready=lambda: _tell(ready_fd, "ok"))
     finally:
-        d.down()
-        logging.info("%s: %s", args.ifname, "handed over" if d.handed_over
-                     else "down, machine restored")
+        restored = _down(d, args.ifname)
+    if not restored:
+        return 1
     if d.loop_error is not None:        # the datapath died: say so to systemd & co
         logging.error("%s: exiting after the datapath failed: %s", args.ifname, d.loop_error)
         return 1
     return 0
+
+
+def _down(d, ifname: str) -> bool:
+    """The daemon's down; False if a restore step failed (logged in one
+    line; the journal keeps what is left for the next `netfo down`)."""
+    try:
+        d.down()
+    except NetfoError as e:
+        logging.error("%s", e)
+        return False
+    logging.info("%s: %s", ifname, "handed over" if d.handed_over else "down, machine restored")
+    return True
 
 
 def _tell(fd: Optional[int], line: str) -> None:
@@ -77,9 +89,9 @@ def _tell(fd: Optional[int], line: str) -> None:
 def _spawn_daemon(args, config: Config, takeover: bool = False) -> int:
     """Run `up --foreground` detached; return when the master is ready."""
     rd, wr = os.pipe()
-    argv = spawn.netfo("up", args.ifname, "--foreground", *config.argv(), "--ready-fd", str(wr),
-                       *(["--takeover"] if takeover else []))
     path = control.run_path(args.ifname, "log")
+    argv = spawn.netfo("up", args.ifname, "--foreground", *config.argv(), "--ready-fd", str(wr),
+                       "--log-file", path, *(["--takeover"] if takeover else []))
     fresh = not os.path.exists(path)
     with open(path, "a") as logf:
         subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
@@ -114,10 +126,20 @@ def cmd_restart(args) -> int:
 
 # ---------------------------------------------------------------- down
 
+def _errors_summed_up() -> None:
+    """Restoring here: its warnings are for the user, one line each; its
+    errors are summed up in the one line that says what is left to do."""
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(logging.Formatter("netfo: %(message)s"))
+    h.addFilter(lambda r: r.levelno < logging.ERROR)
+    logging.getLogger("netfo").addHandler(h)
+
+
 def cmd_down(args) -> int:
     reply = control.request(args.ifname, "down", timeout=60)
     if reply is None:
         from . import journal
+        _errors_summed_up()
         if journal.recover(args.ifname):
             print(f"netfo: the daemon for {args.ifname} had died; restored from its journal")
             return 0
@@ -254,8 +276,20 @@ def cmd_events(args) -> int:
 
 # ---------------------------------------------------------------- main
 
+class Parser(argparse.ArgumentParser):
+    """A bad argument is one line and exit 2 (argparse's usage block is for --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"netfo: {self.prog.split(' ', 1)[-1]}: {message}\n"
+                     if " " in self.prog else f"netfo: {message}\n")
+
+
+# The commands that name a master: its name is checked as the kernel would.
+NAMED = ("up", "down", "status", "set", "events", "restart")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="netfo", description=(
+    p = Parser(prog="netfo", description=(
         "Userspace net_failover: one master interface over a VF (primary) and a "
         "paravirtual NIC (standby) with the same MAC."))
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -268,6 +302,7 @@ def parser() -> argparse.ArgumentParser:
                     help="take the master over from its running daemon without a flap "
                          "(what netfo restart does)")
     up.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    up.add_argument("--log-file", help=argparse.SUPPRESS)     # the detached daemon's, capped
     up.set_defaults(fn=cmd_up)
 
     rs = sub.add_parser("restart", help="replace the running daemon (e.g. after an upgrade) "
@@ -310,6 +345,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if args.cmd in NAMED and getattr(args, "ifname", None) is not None:
+        problem = ifname_problem(args.ifname)
+        if problem:                     # one line, before anything is asked or changed
+            print(f"netfo: {problem}", file=sys.stderr)
+            return 2
     try:
         return args.fn(args)
     except NetfoError as e:

@@ -18,6 +18,27 @@ from typing import Optional
 
 RX_POLICIES = ("active", "kernel", "all")
 RESELECT = ("always", "better", "failure")
+IFNAMSIZ = 16
+MAX_MS = 3_600_000          # an hour: any interval or delay beyond is a typo
+MAX_BUSY_POLL_US = 1_000_000
+MAX_COUNT = 255             # as bonding's num_grat_arp
+
+
+def ifname_problem(name: str, what: str = "interface name") -> Optional[str]:
+    """What makes name one the kernel refuses (dev_valid_name: 1 to 15
+    bytes, not "." or "..", no '/', ':' or whitespace), in one line."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if not raw:
+        return f"{what} is empty"
+    if len(raw) >= IFNAMSIZ:
+        return f"{what} {name!r} is too long: at most {IFNAMSIZ - 1} bytes"
+    if name in (".", ".."):
+        return f"{what} {name!r} is not valid: an interface name cannot be . or .."
+    # the kernel's isspace(): also \v, \f and 0xa0 (a byte of some UTF-8 characters)
+    if any(b in b"/:\0 \t\n\v\f\r\xa0" for b in raw):
+        return (f"{what} {name!r} is not valid: an interface name has no '/', ':', "
+                f"whitespace or NUL")
+    return None
 
 
 def _opt(default, help: str, metavar: Optional[str] = None, choices=None, flag: Optional[str] = None):
@@ -81,10 +102,23 @@ class Config:
             if choices and getattr(self, f.name) not in choices:
                 return (f"{flag(f)} must be one of {', '.join(map(str, choices))}, "
                         f"not {getattr(self, f.name)!r}")
-        for name in ("busy_poll", "updelay", "downdelay", "miimon", "notify_count",
-                     "notify_interval"):
-            if getattr(self, name) < 0:
+        if self.primary is not None:
+            problem = ifname_problem(self.primary, "--primary")
+            if problem:
+                return problem
+        for name, top, unit in (("busy_poll", MAX_BUSY_POLL_US, " us"),
+                                ("updelay", MAX_MS, " ms"), ("downdelay", MAX_MS, " ms"),
+                                ("miimon", MAX_MS, " ms"), ("notify_count", MAX_COUNT, ""),
+                                ("notify_interval", MAX_MS, " ms"),
+                                ("probe_interval", MAX_MS, " ms"),
+                                ("probe_missed", MAX_COUNT, "")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                return f"{flag(FIELDS[name])} must be a whole number, not {value!r}"
+            if value < 0:
                 return f"{flag(FIELDS[name])} cannot be negative"
+            if value > top:
+                return f"{flag(FIELDS[name])} must be at most {top:,}{unit}, not {value:,}"
         if self.probe_interval <= 0:
             return "--probe-interval must be more than 0 ms"
         if self.probe_missed < 1:

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 
 from pyroute2 import IPRoute
 
-from . import build, control, frames, handover, journal
+from . import build, control, frames, handover, journal, privileges
 from .config import Config
 from .errors import NetfoError
 
@@ -94,6 +94,7 @@ class Daemon:
 
     def up(self) -> None:
         """Build the master; on any failure leave the machine as it was."""
+        privileges.drop_for_daemon()        # before any thread: capabilities are per thread
         try:
             self._up()
         except BaseException:
@@ -526,6 +527,7 @@ class Daemon:
             return
         self.service.forget_fds()
         self.builder.unwind()
+        self.builder.restored()             # NetfoError: what is left to do (journal kept)
 
     def _stop_datapath(self) -> None:
         self.dp.stop()

@@ -93,13 +93,20 @@ def forget(ifname: str) -> None:
         pass
 
 
+def slave_chain(entry: dict) -> str:
+    """A slave's nft chain: in_IFINDEX (journals of netfo before that named
+    it after the link: in_NAME, kept in "silenced_as")."""
+    return entry.get("chain") or f"in_{entry['silenced_as']}"
+
+
 def restore_slave(ipr: IPRoute, index: int, entry: dict, gone: bool = False) -> None:
-    """Undo what enslaving did to one link (sysctl, nft chain, MTU, admin)."""
-    Silencer(entry["master"]).unsilence(entry["name"], None if gone else entry["disable_ipv6"],
-                                              chain=entry["silenced_as"])
-    if gone:
-        return
-    link = links.get(ipr, index=index)
+    """Undo what enslaving did to one link (sysctl, nft chain, MTU, admin).
+    NetfoError if a step fails (the rest of this link is then not tried)."""
+    link = None if gone else links.get(ipr, index=index)
+    # By its name now: the user (udev) may have renamed it meanwhile.
+    name = link.name if link is not None else entry["name"]
+    Silencer(entry["master"]).unsilence(name, None if link is None else entry["disable_ipv6"],
+                                        chain=slave_chain(entry))
     if link is None:
         return
     if link.mtu != entry["mtu"]:
@@ -108,18 +115,30 @@ def restore_slave(ipr: IPRoute, index: int, entry: dict, gone: bool = False) -> 
         links.set_link(ipr, index, f"set {link.name} down again", state="down")
 
 
-def restore(ipr: IPRoute, journal: dict) -> None:
+def _why(e: BaseException) -> str:
+    if isinstance(e, NetlinkError) and len(e.args) > 1:
+        return str(e.args[1])
+    return str(e)
+
+
+def restore(ipr: IPRoute, journal: dict) -> list:
     """Put the machine back as the journal says it was before up.
 
     What goes back onto the standby is what the master has now (the user may
     have changed it since up), once addresses were moved; else the snapshot.
+
+    Every step is tried even when one fails; what failed is returned, one
+    phrase each ([]: all restored), and the journal (saved) then says only
+    what is left to do: `restore` again, once the cause is fixed, finishes
+    the job.
     """
-    sb = journal["standby"]
-    addrs, rts = sb["addrs"], sb["routes"]
-    master = links.get(ipr, name=journal["ifname"])
+    left: list = []
+    ifname, sb = journal["ifname"], journal["standby"]
+    master = links.get(ipr, name=ifname)
     known = journal.get("master")           # None: up died before the TAP was recorded
-    if master is not None and master.kind == "tun" and (known is None
-                                                         or master.index == known["index"]):
+    if (not journal.get("master_deleted") and master is not None and master.kind == "tun"
+            and (known is None or master.index == known["index"])):
+        addrs, rts = sb["addrs"], sb["routes"]
         if journal.get("moved"):
             flags = {(a["address"], a["prefixlen"]): a["flags"] for a in addrs}
             addrs = links.addresses(ipr, master.index)
@@ -130,29 +149,76 @@ def restore(ipr: IPRoute, journal: dict) -> None:
         try:
             ipr.link("del", index=master.index)
         except NetlinkError as e:
-            log.error("cannot delete the master %s: %s", journal["ifname"], e)
-    Silencer(journal["ifname"]).destroy()
+            log.error("cannot delete the master %s: %s", ifname, _why(e))
+            left.append(f"delete the master {ifname} ({_why(e)})")
+        else:
+            # What goes back onto the standby lives in the journal only now.
+            sb["addrs"], sb["routes"] = addrs, rts
+            journal["master_deleted"], journal["moved"] = True, False
+            save(journal)
+    Silencer(ifname).destroy()
     for index, entry in list(journal["slaves"].items()):
-        restore_slave(ipr, int(index), entry)
+        try:
+            restore_slave(ipr, int(index), entry)
+        except (NetfoError, NetlinkError, OSError) as e:
+            log.error("cannot restore %s: %s", entry["name"], _why(e))
+            left.append(f"restore {entry['name']} ({_why(e)})")
+        else:
+            del journal["slaves"][index]
     if links.get(ipr, index=sb["index"]) is None:
         log.warning("the standby (index %d) is gone: nothing to rename back", sb["index"])
-        return
-    links.rename(ipr, sb["index"], sb["name"])
-    links.set_link(ipr, sb["index"], f"restore {sb['name']}", mtu=sb["mtu"],
-                   state="up" if sb["up"] else "down")
-    links.add_addresses(ipr, sb["index"], addrs)
-    links.add_routes(ipr, sb["index"], rts)
+        return _left(journal, left)
+    steps = [(f"rename the standby (index {sb['index']}) back to {sb['name']}",
+              lambda: links.rename(ipr, sb["index"], sb["name"])),
+             (f"restore {sb['name']}'s MTU {sb['mtu']} and state",
+              lambda: links.set_link(ipr, sb["index"], f"restore {sb['name']}", mtu=sb["mtu"],
+                                     state="up" if sb["up"] else "down")),
+             (f"put {sb['name']}'s addresses back",
+              lambda: links.add_addresses(ipr, sb["index"], sb["addrs"])),
+             (f"put {sb['name']}'s routes back",
+              lambda: links.add_routes(ipr, sb["index"], sb["routes"]))]
+    for what, fn in steps:              # each is idempotent: a second restore redoes them
+        try:
+            fn()
+        except (NetfoError, NetlinkError, OSError) as e:
+            log.error("cannot %s: %s", what, _why(e))
+            left.append(f"{what} ({_why(e)})")
+    return _left(journal, left)
+
+
+def _left(journal: dict, left: list) -> list:
+    journal["left"] = left
+    if left:
+        save(journal)
+    return left
+
+
+def left_line(journal: dict) -> str:
+    """The one line that says what a failed restore left to do."""
+    ifname = journal["ifname"]
+    return (f"{ifname} is not fully restored; left to do: {'; '.join(journal['left'])}. "
+            f"The journal {path(ifname)} keeps it: fix the cause, then run "
+            f"netfo down {ifname} again")
+
+
+def finish(journal: dict) -> None:
+    """After restore: the journal goes if nothing is left, else NetfoError
+    with the one line (the journal stays, saved by restore)."""
+    if journal.get("left"):
+        raise NetfoError(left_line(journal))
+    forget(journal["ifname"])
 
 
 def recover(ifname: str) -> bool:
-    """`down` without a daemon: restore from its journal; False if none."""
+    """`down` without a daemon: restore from its journal; False if none.
+    NetfoError (the journal kept) if a step failed."""
     journal = load(ifname)
     if journal is None:
         return False
     check_here(journal)
     with IPRoute() as ipr:
         restore(ipr, journal)
-    forget(ifname)
+    finish(journal)
     return True
 
 

@@ -77,7 +77,8 @@ class Slaves:
         # What silencing changes is read and journalled before it is changed:
         # a daemon killed in between must leave a journal that restores it.
         entry = prior or {"master": self.ifname, "name": link.name, "role": str(role),
-                          "mtu": link.mtu, "was_up": link.up, "silenced_as": link.name,
+                          "mtu": link.mtu, "was_up": link.up,
+                          "chain": silence.chain_name(link.index),
                           "disable_ipv6": silence.sysctl_get(6, link.name, "disable_ipv6")}
         entry.update(name=link.name, role=str(role))
         self.journal["slaves"][str(link.index)] = entry
@@ -87,9 +88,9 @@ class Slaves:
             if link.mtu != self.mtu:
                 links.set_link(self.ipr, link.index, f"set {link.name} mtu {self.mtu}", mtu=self.mtu)
             if fd is None:
-                entry["silenced_as"] = link.name
+                entry["chain"] = silence.chain_name(link.index)
                 self.builder.save()
-                self.silencer.silence(link.name)
+                self.silencer.silence(link.name, link.index)
             if not link.up:
                 links.set_link(self.ipr, link.index, f"bring {link.name} up", state="up")
             if fd is None:
@@ -121,10 +122,13 @@ class Slaves:
                 log.error("%s: the datapath did not take the release: %s", state.name, e)
         self.observe(role, None)
         self.prober.forget(role)
-        entry = self.journal["slaves"].pop(str(state.index), None)
+        entry = self.journal["slaves"].get(str(state.index))
         if entry is not None:
             entry["name"] = state.name
+            # Out of the journal only once undone: a step that fails stays
+            # for the restore at down (which says what is left).
             journal.restore_slave(self.ipr, state.index, entry, gone)
+            del self.journal["slaves"][str(state.index)]
             self.builder.save()
         log.info("%s released from %s (%s)", state.name, role, "deleted" if gone else "restored")
         self.events.record("release", role=str(role), slave=state.name, gone=gone)

@@ -1,6 +1,7 @@
 """Keep a slave's own IP stack silent: nftables ingress drop, no IPv6."""
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 from ..errors import NetfoError
@@ -27,46 +28,61 @@ def sysctl_set(family: int, name: str, key: str, value: str) -> None:
         raise NetfoError(f"cannot set net.ipv{family}.conf.{name}.{key}: {e.strerror}") from None
 
 
+def chain_name(index: int) -> str:
+    """A slave's ingress chain, by ifindex: a link name is the user's (the
+    kernel allows '"', ';', '{' in one), never part of nft's syntax."""
+    return f"in_{index}"
+
+
+def _nft(*commands: dict) -> None:
+    """Run nft commands given as JSON (libnftables' JSON schema): names and
+    devices are JSON strings there, never parsed as nft syntax."""
+    run(["nft", "-j", "-f", "-"], stdin=json.dumps({"nftables": list(commands)}))
+
+
 class Silencer:
     """Keeps a slave's own IP stack out of the way of the master.
 
     A frame for the master's IP that reaches a slave would otherwise also be
     answered by the slave's stack (weak host model): duplicate ping replies,
     ARP replies from the wrong interface.  An nftables netdev ingress chain
-    drops everything arriving on the slave; ETH_P_ALL packet sockets see the
-    frames before that hook, so netfo still gets them.  disable_ipv6 keeps
-    the slave from sending DAD, RS and MLD with the shared MAC.
+    (table netfo_MASTER, chain in_IFINDEX) drops everything arriving on the
+    slave; ETH_P_ALL packet sockets see the frames before that hook, so
+    netfo still gets them.  disable_ipv6 keeps the slave from sending DAD,
+    RS and MLD with the shared MAC.
     """
 
     def __init__(self, master: str):
         self.table = f"netfo_{master}"
 
-    def silence(self, name: str) -> Optional[str]:
-        """Silence name; returns its old disable_ipv6, for unsilence()."""
-        self._drop_chain(name)      # a chain left by a deleted link of that name
+    def silence(self, name: str, index: int) -> Optional[str]:
+        """Silence the link index (named name now); returns its old
+        disable_ipv6, for unsilence()."""
+        chain = chain_name(index)
+        self._drop_chain(chain)     # one left behind by a daemon that died
         old = sysctl_get(6, name, "disable_ipv6")
         if old is not None:
             sysctl_set(6, name, "disable_ipv6", "1")
-        run(["nft", "-f", "-"], stdin=(
-            f"table netdev {self.table} {{\n"
-            f"  chain in_{name} {{ type filter hook ingress device \"{name}\" priority -500; policy drop; }}\n"
-            f"}}\n"))
+        _nft({"add": {"table": {"family": "netdev", "name": self.table}}},
+             {"add": {"chain": {"family": "netdev", "table": self.table, "name": chain,
+                                "type": "filter", "hook": "ingress", "dev": name,
+                                "prio": -500, "policy": "drop"}}})
         return old
 
-    def unsilence(self, name: str, old_disable_ipv6: Optional[str], chain: str = "") -> None:
-        """chain: the name the link had when silenced, if it was renamed since."""
-        self._drop_chain(chain or name)
+    def unsilence(self, name: str, old_disable_ipv6: Optional[str], chain: str) -> None:
+        """chain: the chain's name as the journal recorded it."""
+        self._drop_chain(chain)
         if old_disable_ipv6 is not None:
             sysctl_set(6, name, "disable_ipv6", old_disable_ipv6)
 
-    def _drop_chain(self, name: str) -> None:
+    def _drop_chain(self, chain: str) -> None:
         try:
-            run(["nft", "delete", "chain", "netdev", self.table, f"in_{name}"])
+            _nft({"delete": {"chain": {"family": "netdev", "table": self.table, "name": chain}}})
         except NetfoError:
             pass
 
     def destroy(self) -> None:
         try:
-            run(["nft", "delete", "table", "netdev", self.table])
+            _nft({"delete": {"table": {"family": "netdev", "name": self.table}}})
         except NetfoError:
             pass
