@@ -199,7 +199,7 @@ def test_slave_names_never_reach_nft_syntax(lab):
     before = snapshot(lab)
     n = Netfo(lab).start()
     try:
-        st = n.wait(lambda s: s["active"] == "primary", what="the oddly named VF enslaved")
+        n.wait(lambda s: s["active"] == "primary", what="the oddly named VF enslaved")
         assert n.slave("primary")["name"] == name
         index = json.loads(lab.run("guest", "ip", "-j", "link", "show", name).stdout)[0]["ifindex"]
         sb = json.loads(lab.run("guest", "ip", "-j", "link", "show", "ens10nsby").stdout)[0]
