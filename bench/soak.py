@@ -125,7 +125,7 @@ def held_left(lab: Lab, st: dict) -> list:
 
 
 def soak(cycles: int, rate: float, progress=None, timeout: float = 10.0,
-         prefix: Optional[str] = None) -> dict:
+         prefix: Optional[str] = None, mode: str = "both", netfo_args: tuple = ()) -> dict:
     say = progress or (lambda *_: None)
     lab = Lab(prefix or f"sk{os.getpid() % 1000}", log=lambda *_: None)
     res: dict = {"cycles": 0, "failures": 0, "failed": [], "rate": rate}
@@ -133,7 +133,7 @@ def soak(cycles: int, rate: float, progress=None, timeout: float = 10.0,
         lab.link("virtio", "up")
         ino = netns_ino(lab)
         logfile = f"/tmp/netfo-soak-{lab.prefix}.log"
-        netfo = harness.Netfo(lab, "--arp-target", PEER_IP4, logfile=logfile, keep_log=False)
+        netfo = harness.Netfo(lab, "--arp-target", PEER_IP4, *netfo_args, logfile=logfile, keep_log=False)
         netfo.error = SoakError
         tools: list = []
         status = None
@@ -159,7 +159,7 @@ def soak(cycles: int, rate: float, progress=None, timeout: float = 10.0,
             t0 = time.monotonic()
             for i in range(cycles):
                 ok = True
-                if i % 2 == 0:
+                if mode == "unplug" or (mode == "both" and i % 2 == 0):
                     away, back = lab.unplug, lab.plug
                 else:
                     away, back = (lambda: lab.link("vf", "down")), (lambda: lab.link("vf", "up"))
@@ -219,12 +219,15 @@ def main(argv: Optional[list] = None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m bench.soak", description=__doc__.split("\n\n")[0])
     p.add_argument("--cycles", type=int, default=1000)
     p.add_argument("--rate", type=float, default=10000, help="frames/s each way")
+    p.add_argument("--mode", choices=("both", "unplug", "carrier"), default="both",
+                   help="cycles: alternate unplug/plug and carrier flaps (default), or one kind")
+    p.add_argument("--netfo-arg", action="append", default=[], help="an extra argument for netfo up")
     p.add_argument("--json", help="also write the figures to this file")
     a = p.parse_args(argv)
     if os.geteuid() != 0:
         print("bench.soak: needs root (network namespaces)", file=sys.stderr)
         return 2
-    res = soak(a.cycles, a.rate, progress=lambda m: print(f"soak: {m}", file=sys.stderr, flush=True))
+    res = soak(a.cycles, a.rate, mode=a.mode, netfo_args=tuple(a.netfo_arg), progress=lambda m: print(f"soak: {m}", file=sys.stderr, flush=True))
     s, e = res.get("start", {}), res.get("end", {})
     print(f"cycles {res['cycles']}, failures {res['failures']}, {res.get('seconds', 0)} s")
     for k in ("fds", "threads", "rss_kb", "log_bytes"):
