@@ -19,6 +19,12 @@ cdef enum:
     TAG_CMD_RX = 4
     TAG_NETLINK = 5
     NLBUFSZ = 16384
+    # A slave whose queue is full (EAGAIN, ENOBUFS): wait for it to take
+    # frames again at most TX_WAITS times per batch, TX_WAIT_MS each, then
+    # drop the rest of the batch (drop_tx_nobufs). Bounded: RX waits behind
+    # it in a one-thread loop; never a busy retry.
+    TX_WAITS = 2
+    TX_WAIT_MS = 1
     C_RX_ACTIVE = 0
     C_RX_KERNEL = 1
     C_RX_ALL = 2
@@ -48,6 +54,11 @@ cdef struct master_stats:
     uint64_t tx_bytes
     uint64_t rx_dropped
     uint64_t tx_dropped
+    # What came in: frames read from the master (tx_received = tx_packets +
+    # tx_dropped) and received on the slaves (rx_received = rx_packets +
+    # rx_dropped), once the loop is between batches.
+    uint64_t tx_received
+    uint64_t rx_received
     # drop reasons (each drop is counted in exactly one of these)
     uint64_t drop_no_slave       # TX with no ready slave (B-19)
     uint64_t drop_rx_policy      # RX on a slave the policy does not deliver
@@ -58,6 +69,7 @@ cdef struct master_stats:
     uint64_t drop_tap_read       # TAP gave a frame without a payload
     uint64_t drop_tx_nobufs      # slave queue full
     uint64_t drop_tx_error       # slave refused the frame (e.g. too big)
+    uint64_t drop_outgoing       # RX of a frame the slave sent (PACKET_IGNORE_OUTGOING missing)
     uint64_t send_failovers      # active slave failed mid-send; loop switched
     uint64_t link_holds          # the loop left a slave itself: link event, not running
 
@@ -118,5 +130,6 @@ cdef class Datapath:
     cdef int _link_ok(self, int s) noexcept nogil
     cdef void _hold(self, int s, uint64_t *why) noexcept nogil
     cdef int _pump_tap(self) noexcept nogil
+    cdef int _wait_writable(self, int fd) noexcept nogil
     cdef int _pump_slave(self, int s) noexcept nogil
     cdef void _rx_drop(self, int s, uint64_t *reason) noexcept nogil

@@ -39,7 +39,7 @@ from .includes.system cimport (
     read, write, close, recv, recvmmsg, sendmmsg, cmsghdr, CMSG_FIRSTHDR,
     CMSG_NXTHDR, CMSG_DATA, MSG_DONTWAIT, MSG_TRUNC, epoll_event, epoll_create1,
     epoll_ctl, epoll_wait, EPOLLIN, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CLOEXEC,
-    pollfd, poll, POLLIN, ioctl, eventfd, EFD_NONBLOCK, EFD_CLOEXEC, ifreq,
+    pollfd, poll, POLLIN, POLLOUT, ioctl, eventfd, EFD_NONBLOCK, EFD_CLOEXEC, ifreq,
     IFF_UP, IFF_RUNNING, timespec, clock_gettime, CLOCK_MONOTONIC, htons)
 from .includes.linux cimport (
     nlmsghdr, ifinfomsg, NLMSG_HDRLEN, RTM_NEWLINK, RTM_DELLINK, SIOCGIFNAME,
@@ -552,7 +552,7 @@ cdef class Datapath:
     cdef int _pump_tap(self) noexcept nogil:
         """Read a batch from the master and send it via the active slave.
         Returns 0, or the errno of a read that says the TAP is gone."""
-        cdef int n = 0, sent = 0, s, k, err, i, gone = 0
+        cdef int n = 0, sent = 0, s, k, err, i, gone = 0, waits = 0, fd
         cdef ssize_t r
         cdef uint64_t nbytes
         while n < C_BATCH:
@@ -569,11 +569,13 @@ cdef class Datapath:
                     gone = err
                 break
             if r <= VNET:
+                self.m.tx_received += 1
                 self.m.drop_tap_read += 1
                 self.m.tx_dropped += 1
                 continue
             self.txiov[n].iov_len = r
             n += 1
+        self.m.tx_received += n
         while sent < n:
             s = self._active()
             if s < 0:
@@ -587,7 +589,8 @@ cdef class Datapath:
                 # kernel driver checks netif_running() per frame; so must we.
                 self._hold(s, &self.m.link_holds)
                 continue
-            k = sendmmsg(load_int(&self.fds[s]), &self.txmsg[sent], n - sent, 0)
+            fd = load_int(&self.fds[s])
+            k = sendmmsg(fd, &self.txmsg[sent], n - sent, 0)
             if k > 0:
                 nbytes = 0
                 for i in range(sent, sent + k):
@@ -604,14 +607,39 @@ cdef class Datapath:
                 # switch now and resend the same frames on the other one.
                 self._hold(s, &self.m.send_failovers)
                 continue
+            if err == EINTR:
+                continue
             if err == EAGAIN or err == ENOBUFS:
-                self.m.drop_tx_nobufs += 1
-            else:
-                self.m.drop_tx_error += 1
+                # The slave's queue is full: wait (bounded) until it takes
+                # frames again, else drop what is left of the batch. Never
+                # drop one and retry the next at once (a busy loop that
+                # drops nearly everything).
+                if waits < TX_WAITS and self._wait_writable(fd):
+                    waits += 1
+                    continue
+                self.m.drop_tx_nobufs += n - sent
+                self.slots[s].tx_dropped += n - sent
+                self.m.tx_dropped += n - sent
+                return gone
+            self.m.drop_tx_error += 1
             self.slots[s].tx_dropped += 1
             self.m.tx_dropped += 1
             sent += 1
         return gone
+
+    cdef int _wait_writable(self, int fd) noexcept nogil:
+        """1 if fd can take a frame within TX_WAIT_MS, else 0. (ENOBUFS
+        from a full qdisc can come with the socket writable at once: the
+        caller's TX_WAITS bounds the retries then.)"""
+        cdef pollfd p
+        cdef int r
+        p.fd = fd
+        p.events = POLLOUT
+        p.revents = 0
+        r = poll(&p, 1, TX_WAIT_MS)
+        if r > 0 and (p.revents & POLLOUT):
+            return 1
+        return 0
 
     cdef int _pump_slave(self, int s) noexcept nogil:
         """Receive a batch on slave s and deliver it to the master.
@@ -638,6 +666,7 @@ cdef class Datapath:
             if errno == EINVAL:
                 # The skb could not be described in a vnet header; the
                 # kernel has consumed it (af_packet.c packet_rcv_vnet).
+                self.m.rx_received += 1
                 self.m.drop_bad_vnet += 1
                 self.m.rx_dropped += 1
             return 0
@@ -649,12 +678,15 @@ cdef class Datapath:
             act = self._active()
             deliver = act == s or act < 0
             grace = not deliver and self._grace(s)
+        self.m.rx_received += k
         for i in range(k):
             length = self.rxmsg[i].msg_len
             self.slots[s].rx_packets += 1
             self.slots[s].rx_bytes += length - VNET
             if self.rxaddr[i].sll_pkttype == linux.PACKET_OUTGOING:
-                continue    # PACKET_IGNORE_OUTGOING missing: not ours to deliver
+                # PACKET_IGNORE_OUTGOING missing: not ours to deliver
+                self._rx_drop(s, &self.m.drop_outgoing)
+                continue
             if (self.rxmsg[i].msg_hdr.msg_flags & MSG_TRUNC) or length > C_BUFSZ:
                 self._rx_drop(s, &self.m.drop_truncated)
                 continue

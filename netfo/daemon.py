@@ -201,7 +201,21 @@ class Daemon:
         decision, not the steps on the way (no slave yet, then one)."""
         self.keep_carrier = keep_carrier
         try:
-            for link in sorted(links.dump(self.ipr), key=lambda l: l.index != first):
+            dump = links.dump(self.ipr)
+            # A slave the dump no longer has was deleted while its event was
+            # lost (a netlink overrun): release it first, so that the link
+            # that replaced it (a re-plugged VF, a new index) finds its role
+            # free instead of being ignored as a second one.
+            present = {link.index for link in dump}
+            gone = [link for link in self.group.slaves.values() if link.index not in present]
+            for link in gone:
+                log.info("%s (index %d) is gone: released", link.name, link.index)
+                self._execute(self.group.link_removed(link.index))
+            if gone:
+                # Links ignored while the role was taken (a new VF seen
+                # before the old one's lost removal) are considered afresh.
+                self.group._ignored.clear()
+            for link in sorted(dump, key=lambda l: l.index != first):
                 if link.index != self.master_index:
                     self._execute(self.group.link_changed(link))
         finally:
@@ -448,7 +462,7 @@ class Daemon:
             indexes.append(self.inbox.get())
         if None in indexes:
             log.warning("netlink events were lost (socket overrun): re-reading every link")
-            for role in self.slaves.held:
+            for role in list(self.slaves.held):
                 self.dp.release(role)
             self._guarded(self._resync)
         self._on_links([i for i in indexes if i is not None])

@@ -111,6 +111,7 @@ def restore_slave(ipr: IPRoute, index: int, entry: dict, gone: bool = False) -> 
         return
     if link.mtu != entry["mtu"]:
         links.set_link(ipr, index, f"restore {link.name} MTU", mtu=entry["mtu"])
+    links.restore_max_sizes(ipr, index, link.name, entry.get("max_sizes"))
     if not entry["was_up"] and link.up:
         links.set_link(ipr, index, f"set {link.name} down again", state="down")
 

@@ -103,6 +103,9 @@ class Server:
                        "stats": {k: v for k, v in master.items() if not k.startswith("drop_")
                                  and k not in ("send_failovers", "link_holds")}},
             "active": str(active) if active is not None else None,
+            # the slot the loop transmits through now (equals "active" but
+            # while a hold of the loop's own is being followed up)
+            "loop_active": str(Role(slot)) if (slot := d.dp.active()) >= 0 else None,
             "rx_policy": d.config.rx_policy,
             "slaves": slaves,
             "drops": drops,

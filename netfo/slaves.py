@@ -79,7 +79,8 @@ class Slaves:
         entry = prior or {"master": self.ifname, "name": link.name, "role": str(role),
                           "mtu": link.mtu, "was_up": link.up,
                           "chain": silence.chain_name(link.index),
-                          "disable_ipv6": silence.sysctl_get(6, link.name, "disable_ipv6")}
+                          "disable_ipv6": silence.sysctl_get(6, link.name, "disable_ipv6"),
+                          "max_sizes": links.max_sizes(self.ipr, link.index)}
         entry.update(name=link.name, role=str(role))
         self.journal["slaves"][str(link.index)] = entry
         self.builder.save()
@@ -87,6 +88,10 @@ class Slaves:
         try:
             if link.mtu != self.mtu:
                 links.set_link(self.ipr, link.index, f"set {link.name} mtu {self.mtu}", mtu=self.mtu)
+            # BIG TCP / HW-GRO: a slave may aggregate frames above 64 KB,
+            # which neither the loop's buffers nor a virtio-net header carry:
+            # capped while enslaved (journalled above, restored at release).
+            links.cap_max_sizes(self.ipr, link.index, link.name)
             if fd is None:
                 entry["chain"] = silence.chain_name(link.index)
                 self.builder.save()

@@ -56,7 +56,7 @@ cdef extern from "<poll.h>" nogil:
         short events
         short revents
     int poll(pollfd *fds, unsigned long nfds, int timeout)
-    short POLLIN
+    short POLLIN, POLLOUT
 
 cdef extern from "<sys/ioctl.h>" nogil:
     int ioctl(int fd, unsigned long req, ...)

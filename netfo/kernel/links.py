@@ -136,6 +136,35 @@ def set_link(ipr: IPRoute, index: int, what: str, **kw) -> None:
         raise NetfoError(f"cannot {what}: {e.args[1] if len(e.args) > 1 else e}") from None
 
 
+MAX_GSO = 65536        # what a virtio-net header and the loop's buffers carry
+MAX_SIZES = ("IFLA_GRO_MAX_SIZE", "IFLA_GSO_MAX_SIZE")
+
+
+def max_sizes(ipr: IPRoute, index: int) -> dict:
+    """gro_max_size and gso_max_size of a link (those the kernel reports)."""
+    try:
+        msg = ipr.link("get", index=index)[0]
+    except (NetlinkError, IndexError):
+        return {}
+    return {a: msg.get_attr(a) for a in MAX_SIZES if msg.get_attr(a) is not None}
+
+
+def cap_max_sizes(ipr: IPRoute, index: int, name: str) -> None:
+    """Lower gro_max_size/gso_max_size above MAX_GSO to MAX_GSO."""
+    for attr, value in max_sizes(ipr, index).items():
+        if value > MAX_GSO:
+            set_link(ipr, index, f"cap {name} {attr[5:].lower()} to {MAX_GSO}",
+                     **{attr[5:].lower(): MAX_GSO})
+
+
+def restore_max_sizes(ipr: IPRoute, index: int, name: str, saved: dict) -> None:
+    """Put back what cap_max_sizes lowered (saved: max_sizes() before)."""
+    now = max_sizes(ipr, index)
+    for attr, value in (saved or {}).items():
+        if attr in now and now[attr] != value:
+            set_link(ipr, index, f"restore {name} {attr[5:].lower()}", **{attr[5:].lower(): value})
+
+
 def rename(ipr: IPRoute, index: int, new: str) -> None:
     """Rename while down: kernels before 6.2 refuse to rename an UP link (B-10)."""
     set_link(ipr, index, f"set link {index} down", state="down")
