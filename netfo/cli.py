@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -43,6 +44,8 @@ def cmd_up(args) -> int:
         print(f"netfo: {e}", file=sys.stderr)
         return 1
     d = Daemon(args.ifname, config, takeover=args.takeover)
+    for sig in (signal.SIGTERM, signal.SIGINT):     # during up: unwind, as down would
+        signal.signal(sig, _terminated)
     try:
         d.up()
     except NetfoError as e:
@@ -75,6 +78,15 @@ def _down(d, ifname: str) -> bool:
         return False
     logging.info("%s: %s", ifname, "handed over" if d.handed_over else "down, machine restored")
     return True
+
+
+def _terminated(signum, frame) -> None:
+    """SIGTERM/SIGINT while up() runs: leave it through its unwind (serve()
+    installs its own handler once the master is up).  A second signal
+    waits: the unwind must finish."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
 
 
 def _tell(fd: Optional[int], line: str) -> None:

@@ -7,9 +7,23 @@ in this folder is marked `lab` (and skipped when not root), so
 """
 from __future__ import annotations
 
+import glob
+import os
+
 import pytest
 
 from support.harness import Netfo, needs_root, unique_prefix
+
+
+def forget_reused_inodes(lab) -> None:
+    """netfo's files in /run/netfo are named after a namespace's nsfs inode,
+    which the kernel reuses: files a killed earlier run left for a gone
+    namespace must not meet this lab's (netfo sets such a journal aside
+    itself; tests that look at the journal's path must not see it)."""
+    for name in lab.namespaces.values():
+        ino = os.stat(os.path.join("/var/run/netns", name)).st_ino
+        for f in glob.glob(f"/run/netfo/net{ino}-*"):
+            os.unlink(f)
 
 
 @pytest.fixture
@@ -17,6 +31,7 @@ def lab():
     from netfo.lab import Lab
     lab = Lab(unique_prefix(), log=lambda *_: None)
     with lab:
+        forget_reused_inodes(lab)
         yield lab
 
 
@@ -25,6 +40,7 @@ def wire_lab():
     from netfo.lab import Lab
     lab = Lab(unique_prefix(), wire_like=True, log=lambda *_: None)
     with lab:
+        forget_reused_inodes(lab)
         yield lab
 
 

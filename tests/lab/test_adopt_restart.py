@@ -193,7 +193,8 @@ def test_kill9_anywhere_in_up_ends_adopted_or_restored(lab):
 
 def test_sigterm_during_up_is_down(lab):
     before = snapshot(lab)
-    for delay in (0.05, 0.15, 0.3):
+    for base in (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4):
+        delay = base + random.random() * 0.05
         proc = lab.popen("guest", *spawn.netfo("up", "ens10", "--foreground"),
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(delay)
