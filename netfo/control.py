@@ -3,13 +3,109 @@
 The socket is abstract, and abstract Unix sockets belong to the network
 namespace that made them: one guest per namespace can run `netfo up ens10`
 and `status`/`down` reach the daemon of their own namespace.
+
+An abstract socket has no file permissions: anyone in the namespace can
+connect, and anyone can bind a free name.  So both ends look at the other's
+credentials (SO_PEERCRED): the daemon lets only root or a CAP_NET_ADMIN
+holder change anything (`admin_refusal`), and a client trusts an answer only
+from a socket that root bound (`untrusted_server`).
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
-from typing import Optional
+import struct
+from typing import NamedTuple, Optional
+
+from .errors import NetfoError
+
+CAP_NET_ADMIN = 12
+SO_PEERPIDFD = getattr(socket, "SO_PEERPIDFD", 77)     # Linux >= 6.5
+
+
+class Peer(NamedTuple):
+    pid: int
+    uid: int
+    gid: int
+
+
+def peer(sock: socket.socket) -> Peer:
+    """The other end's pid/uid/gid (for a client: the process that listened)."""
+    return Peer(*struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                     struct.calcsize("3i"))))
+
+
+def _peer_pidfd(sock: socket.socket) -> Optional[int]:
+    try:
+        return struct.unpack("i", sock.getsockopt(socket.SOL_SOCKET, SO_PEERPIDFD, 4))[0]
+    except OSError:                     # older kernel: the uid check below guards pid reuse
+        return None
+
+
+def _status_fields(pid: int) -> dict:
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def admin_refusal(sock: socket.socket) -> Optional[str]:
+    """None if the peer may change the daemon (uid 0, or CAP_NET_ADMIN in its
+    effective set in the daemon's own user namespace); else why not.  A peer
+    whose credentials cannot be read is refused."""
+    try:
+        pid, uid, _ = peer(sock)
+    except OSError as e:
+        return f"the client's credentials cannot be read ({e.strerror})"
+    if uid == 0:
+        return None
+    if pid <= 0:
+        return f"uid {uid}: the client's process cannot be seen from here"
+    pidfd = _peer_pidfd(sock)
+    try:
+        try:
+            st = _status_fields(pid)
+            # The capabilities of a process in a user namespace of its own
+            # (unshare -Ur) are over that namespace, not over this one.
+            mine, theirs = os.stat("/proc/self/ns/user"), os.stat(f"/proc/{pid}/ns/user")
+            caps = int(st["CapEff"], 16)
+            euid = int(st["Uid"].split()[1])
+        except (OSError, KeyError, ValueError, IndexError) as e:
+            return f"uid {uid}: the client's capabilities cannot be read ({e})"
+        if pidfd is not None:
+            try:
+                signal.pidfd_send_signal(pidfd, 0)
+            except ProcessLookupError:
+                return f"uid {uid}: the client exited"
+            except PermissionError:
+                pass                    # alive, only not ours to signal
+        if euid != uid:                 # pid reused since it connected, or it changed uid
+            return f"uid {uid}: the client's process (pid {pid}) is not the one that connected"
+        if (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino):
+            return f"uid {uid}: the client runs in another user namespace"
+        if not caps >> CAP_NET_ADMIN & 1:
+            return f"uid {uid} without CAP_NET_ADMIN"
+        return None
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def untrusted_server(sock: socket.socket, ifname: str) -> Optional[str]:
+    """None if a root process bound the socket sock is connected to; else
+    the one line saying that this is not netfo's daemon."""
+    try:
+        pid, uid, _ = peer(sock)
+    except OSError as e:
+        return f"cannot read who serves the control socket @netfo/{ifname} ({e.strerror})"
+    if uid != 0:
+        return (f"the control socket @netfo/{ifname} is held by pid {pid} (uid {uid}), not by "
+                "netfo (which runs as root): its answer is not trusted")
+    return None
+
+
+class UntrustedServer(NetfoError):
+    """The control socket's name is held by a process that is not root's."""
 
 
 RUN_DIR = "/run/netfo"
@@ -41,7 +137,9 @@ def listen(ifname: str) -> socket.socket:
 
 
 def request(ifname: str, cmd: str, timeout: float = 10.0, **args) -> Optional[dict]:
-    """Ask the daemon for ifname; None when no daemon serves that name."""
+    """Ask the daemon for ifname; None when no daemon serves that name.
+    UntrustedServer (a NetfoError: one line) when a non-root process holds
+    the name."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     s.settimeout(timeout)
     try:
@@ -50,6 +148,9 @@ def request(ifname: str, cmd: str, timeout: float = 10.0, **args) -> Optional[di
         s.close()
         return None
     with s:
+        why = untrusted_server(s, ifname)
+        if why is not None:
+            raise UntrustedServer(why)
         s.sendall(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):

@@ -471,7 +471,7 @@ class Daemon:
         """Follow netlink, the loop and the control socket until stopped."""
         sel = self.sel = self.slaves.selector = selectors.DefaultSelector()
         sel.register(self.wake_r, selectors.EVENT_READ, "netlink")
-        sel.register(self.server, selectors.EVENT_READ, "control")
+        self.server.attach(sel)         # the listener and each client, data: the server
         for role, sock in self.slaves.observers.items():
             sel.register(sock, selectors.EVENT_READ, ("probe", role))
         event_fd = getattr(self.dp, "event_fd", None)      # a datapath that has one
@@ -488,21 +488,22 @@ class Daemon:
         miimon = self.config.miimon_s
         while not self.stop.is_set():
             self.beat = time.monotonic()
-            deadlines = [d for d in (self.group.next_deadline(),
+            deadlines = [d for d in (self.group.next_deadline(), self.server.next_deadline(),
                                      self.notify_due[0] if self.notify_due else None) if d]
             if self.prober.enabled:
                 deadlines.append(self.next_probe)
             wait = min([TICK, miimon or TICK] +
                        [max(0.0, d - time.monotonic()) for d in deadlines])
-            for key, _ in sel.select(wait):
-                if isinstance(key.data, tuple):
+            for key, mask in sel.select(wait):
+                if key.data is self.server:
+                    self.server.ready(key, mask)     # never blocks, never raises
+                elif isinstance(key.data, tuple):
                     self._guarded(self._heard, key.data[1], key.fileobj)
                 elif key.data == "netlink":
                     self._netlink()
                 elif key.data == "loop":
                     self._guarded(self._loop_event)
-                else:
-                    self.server.serve_one()
+            self.server.expire()
             if self.stop.is_set() or not self.master_index:
                 continue
             if miimon:

@@ -97,6 +97,9 @@ class Taker:
         except OSError:
             raise NetfoError(f"netfo is not running on {self.ifname}: nothing to "
                                   "hand over") from None
+        why = control.untrusted_server(self.sock, self.ifname)
+        if why is not None:             # fds from a stranger are no master
+            raise ConnectionError(why)
         self.sock.sendall(json.dumps({"cmd": "handover"}).encode() + b"\n")
         fds = array.array("i")
         data, anc, _, _ = self.sock.recvmsg(1 << 20, socket.CMSG_SPACE(MAX_FDS * fds.itemsize))

@@ -1,17 +1,31 @@
 """The control server: one JSON request per connection, one JSON reply.
 
 Requests go through one handler table; `status` has a versioned schema
-(README: "netfo status --json").  The socket itself, and the client side,
-are in control.py.
+(README: "netfo status --json").  The socket itself, the peers'
+credentials and the client side are in control.py.
+
+No client can hold up the daemon's control loop, which also follows
+carrier, re-enslaves a re-plugged VF and probes: every connection is
+non-blocking, registered in the loop's selector (`attach`) with a buffer
+and one deadline for the whole request (`Conn`), and answered once its line
+is complete; the reply goes out as the client reads it.  A request is
+bounded in size, parsed and type-checked before any handler sees it
+(`parse_request`), and no handler's failure gets further than an error
+reply and the log.  Reading (`status`, `events`) is open to everyone in the
+namespace; everything else needs root or CAP_NET_ADMIN.
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import selectors
 import socket
-from typing import Callable
+import time
+from typing import Optional
 
+from . import control
 from .errors import NetfoError
 from .group import Role
 
@@ -20,48 +34,288 @@ log = logging.getLogger("netfo")
 STATUS_VERSION = 1
 ROLES = {"primary": Role.PRIMARY, "standby": Role.STANDBY, "auto": None}
 
+MAX_REQUEST = 64 * 1024         # bytes in a request line
+DEADLINE = 2.0                  # s from accept to the request's newline
+REPLY_DEADLINE = 5.0            # s for the client to read its reply
+MAX_CLIENTS = 64                # connections at once ...
+MAX_PER_USER = 8                # ... of which one non-root uid may hold this many
+READS = frozenset({"status", "events"})       # open to every local user
+# Each command's fields and their JSON types (bool is no number here).
+FIELDS: dict = {"status": {}, "events": {"since": (int, float)},
+                "set": {"active": (str,)}, "down": {}, "handover": {}}
 
-class Server:
-    """Answers requests about, and for, one daemon."""
 
-    def __init__(self, sock: socket.socket, daemon):
-        self.sock, self.d = sock, daemon
-        self.handlers: dict = {"status": self.status, "set": self.set,
-                               "events": self.events, "down": self.down}
+class RequestError(ValueError):
+    """A request that is not one: answered with its message, never executed."""
+
+
+def _kind(v) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def parse_request(line: bytes) -> dict:
+    """One request line (without its newline) as a checked dict: a JSON
+    object whose "cmd" is a known command and whose other fields are that
+    command's, each of its type.  RequestError says what is wrong."""
+    if len(line) > MAX_REQUEST:
+        raise RequestError(f"request longer than {MAX_REQUEST} bytes")
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestError("request is not UTF-8") from None
+    try:
+        req = json.loads(text)
+    except RecursionError:
+        raise RequestError("request nested too deeply") from None
+    except ValueError as e:
+        raise RequestError(f"request is not JSON: {e}") from None
+    if not isinstance(req, dict):
+        raise RequestError(f"request must be a JSON object, not {_kind(req)}")
+    cmd = req.get("cmd")
+    if not isinstance(cmd, str):
+        raise RequestError(f"request needs \"cmd\" as a string, not {_kind(cmd)}")
+    fields = FIELDS.get(cmd)
+    if fields is None:
+        raise RequestError(f"unknown command {cmd[:40]!r}")
+    for name, value in req.items():
+        if name == "cmd":
+            continue
+        types = fields.get(name)
+        if types is None:
+            raise RequestError(f"{cmd}: unknown field {name[:40]!r}")
+        if isinstance(value, bool) or not isinstance(value, types):
+            want = " or ".join(sorted({_kind(t()) for t in types}))
+            raise RequestError(f"{cmd}: {name} must be {want}, not {_kind(value)}")
+    return req
+
+
+class _Limited:
+    """Warnings a client can provoke, at most `n` per `per` s (a local user
+    must not be able to fill the log)."""
+
+    def __init__(self, n: int = 10, per: float = 10.0, clock=time.monotonic):
+        self.n, self.per, self.clock = n, per, clock
+        self.since, self.count, self.dropped = -per, 0, 0
+
+    def warn(self, fmt: str, *args) -> None:
+        now = self.clock()
+        if now - self.since >= self.per:
+            if self.dropped:
+                log.warning("control: %d more client warnings were not logged", self.dropped)
+            self.since, self.count, self.dropped = now, 0, 0
+        if self.count < self.n:
+            self.count += 1
+            log.warning("control client: " + fmt, *args)
+        else:
+            self.dropped += 1
+
+
+class Conn:
+    """One client: the bytes of its request so far and its deadline; then
+    the reply still to send."""
+
+    __slots__ = ("sock", "uid", "inbuf", "out", "deadline")
+
+    def __init__(self, sock: socket.socket, uid: int, now: float):
+        sock.setblocking(False)
+        self.sock, self.uid = sock, uid
+        self.inbuf: Optional[bytearray] = bytearray()
+        self.out: Optional[memoryview] = None
+        self.deadline = now + DEADLINE
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def serve_one(self) -> None:
-        conn, _ = self.sock.accept()
-        with conn:
-            conn.settimeout(5)
-            try:
-                line = conn.makefile().readline()
-                if not line:
-                    return              # a liveness probe (control.running)
-                req = json.loads(line)
-                if req.get("cmd") == "handover":      # the exchange owns the connection
-                    return self.d.hand_over(conn)
-                handler: Callable = self.handlers.get(req.get("cmd"))
-                if handler is None:
-                    reply = {"error": f"unknown command {req.get('cmd')!r}"}
+
+class Server:
+    """Answers requests about, and for, one daemon."""
+
+    def __init__(self, sock: Optional[socket.socket], daemon, clock=time.monotonic):
+        self.sock, self.d, self.clock = sock, daemon, clock
+        self.handlers: dict = {"status": self.status, "set": self.set,
+                               "events": self.events, "down": self.down}
+        self.conns: set = set()
+        self.sel: Optional[selectors.BaseSelector] = None
+        self.warn = _Limited(clock=clock).warn
+        if sock is not None:
+            sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    # -- the control loop's side: attach, ready, next_deadline, expire -------
+
+    def attach(self, sel: selectors.BaseSelector) -> None:
+        """Serve in the control loop's selector: its keys for the listening
+        socket and every connection carry this server as their data."""
+        self.sel = sel
+        sel.register(self.sock, selectors.EVENT_READ, self)
+
+    def ready(self, key: selectors.SelectorKey, mask: int) -> None:
+        """A selector event of ours; never raises, never blocks (but for a
+        root peer's handover, which owns its connection)."""
+        conn = key.fileobj
+        try:
+            if conn is self.sock:
+                self._accept()
+            elif conn in self.conns:
+                if conn.out is None:
+                    self._read(conn)
                 else:
-                    try:
-                        reply = handler(req)
-                    except NetfoError as e:
-                        reply = {"error": str(e)}
-                conn.sendall(json.dumps(reply).encode() + b"\n")
-            except (ValueError, OSError) as e:
-                # A client that went away must never take the daemon down.
-                log.warning("control client: %s", e)
+                    self._write(conn)
+        except Exception:
+            log.exception("control: unexpected error (netfo keeps running)")
+            if conn is not self.sock:
+                self._close(conn)
+
+    def next_deadline(self) -> Optional[float]:
+        return min((c.deadline for c in self.conns), default=None)
+
+    def expire(self) -> None:
+        """Drop the clients past their deadline (slow senders, or readers)."""
+        now = self.clock()
+        for conn in [c for c in self.conns if now >= c.deadline]:
+            if conn.out is None:
+                self.warn("uid %d: no complete request within %g s: closed", conn.uid, DEADLINE)
+                self._try_send(conn, {"error": f"no complete request within {DEADLINE:g} s"})
+            else:
+                self.warn("uid %d: did not read its reply within %g s: closed",
+                          conn.uid, REPLY_DEADLINE)
+            self._close(conn)
+
+    def close(self) -> None:
+        for conn in list(self.conns):
+            self._close(conn)
+
+    # -- connections ---------------------------------------------------------
+
+    def _accept(self) -> None:
+        for _ in range(MAX_CLIENTS):
+            try:
+                sock, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:            # EMFILE and such: the next turn retries
+                self.warn("accept: %s", e)
+                return
+            try:
+                uid = control.peer(sock).uid
+            except OSError:
+                uid = -1
+            mine = sum(1 for c in self.conns if c.uid == uid)
+            if len(self.conns) >= MAX_CLIENTS or (uid != 0 and mine >= MAX_PER_USER):
+                self.warn("uid %d: too many connections: refused", uid)
+                sock.close()
+                continue
+            conn = Conn(sock, uid, self.clock())
+            self.conns.add(conn)
+            self.sel.register(conn, selectors.EVENT_READ, self)
+
+    def _read(self, conn: Conn) -> None:
+        try:
+            data = conn.sock.recv(min(65536, MAX_REQUEST + 1 - len(conn.inbuf)))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self.warn("uid %d: %s", conn.uid, e)
+            return self._close(conn)
+        if not data:
+            if not conn.inbuf:                  # a liveness probe (control.running)
+                return self._close(conn)
+            line = bytes(conn.inbuf)            # the last line, without its newline
+        else:
+            conn.inbuf += data
+            nl = conn.inbuf.find(b"\n")
+            if nl < 0 and len(conn.inbuf) <= MAX_REQUEST:
+                return                          # more to come, until the deadline
+            line = bytes(conn.inbuf[:nl]) if nl >= 0 else bytes(conn.inbuf)
+        conn.inbuf = None
+        self._answer(conn, line)
+
+    def _answer(self, conn: Conn, line: bytes) -> None:
+        try:
+            req = parse_request(line)
+        except RequestError as e:
+            self.warn("uid %d: %s", conn.uid, e)
+            return self._reply(conn, {"error": str(e)})
+        cmd = req["cmd"]
+        if cmd not in READS:
+            why = control.admin_refusal(conn.sock)
+            if why is not None:
+                self.warn("%s refused: %s", cmd, why)
+                return self._reply(conn, {"error": f"{cmd} needs root (CAP_NET_ADMIN): {why} "
+                                          "(status and events are open to every user)"})
+        if cmd == "handover":                   # the exchange owns the connection
+            return self._hand_over(conn)
+        try:
+            reply = self.handlers[cmd](req)
+        except NetfoError as e:
+            reply = {"error": str(e)}
+        except Exception as e:
+            log.exception("control: %s failed (netfo keeps running)", cmd)
+            reply = {"error": f"{cmd} failed: {type(e).__name__}: {e} (see the daemon's log)"}
+        self._reply(conn, reply)
+
+    def _hand_over(self, conn: Conn) -> None:
+        """A root peer's `netfo restart`: synchronous, as handover.give is."""
+        self._forget(conn)
+        try:
+            conn.sock.setblocking(True)
+            self.d.hand_over(conn.sock)
+        except Exception:
+            log.exception("control: handover failed (netfo serves on)")
+        finally:
+            conn.sock.close()
+
+    def _reply(self, conn: Conn, reply: dict) -> None:
+        try:
+            data = json.dumps(reply).encode() + b"\n"
+        except (TypeError, ValueError) as e:
+            log.exception("control: reply not JSON")
+            data = json.dumps({"error": f"reply not JSON: {e}"}).encode() + b"\n"
+        conn.out = memoryview(data)
+        conn.deadline = self.clock() + REPLY_DEADLINE
+        self._write(conn)
+        if conn in self.conns:
+            self.sel.modify(conn, selectors.EVENT_WRITE, self)
+
+    def _write(self, conn: Conn) -> None:
+        try:
+            n = conn.sock.send(conn.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:                    # the client went away
+            self.warn("uid %d: %s", conn.uid, e)
+            return self._close(conn)
+        conn.out = conn.out[n:]
+        if not conn.out:
+            self._close(conn)
+
+    def _try_send(self, conn: Conn, reply: dict) -> None:
+        try:
+            conn.sock.send(json.dumps(reply).encode() + b"\n")
+        except OSError:
+            pass
+
+    def _forget(self, conn: Conn) -> None:
+        if conn in self.conns:
+            self.conns.discard(conn)
+            try:
+                self.sel.unregister(conn)
+            except (KeyError, ValueError, OSError):
+                pass
+
+    def _close(self, conn: Conn) -> None:
+        self._forget(conn)
+        conn.sock.close()
 
     # -- handlers ------------------------------------------------------------
 
     def set(self, req: dict) -> dict:
         """Manual control: force a slave to transmit, or go back to auto."""
         want = req.get("active")
-        if want not in ROLES:
+        if not isinstance(want, str) or want not in ROLES:
             return {"error": f"active must be primary, standby or auto, not {want!r}"}
         d = self.d.force(ROLES[want])
         return {"ok": True, "active": str(d.active) if d.active is not None else None}
@@ -69,7 +323,8 @@ class Server:
     def events(self, req: dict) -> dict:
         """The event ring; with "since" (monotonic s) only newer events."""
         since = req.get("since")
-        if since is not None and not isinstance(since, (int, float)):
+        if since is not None and (isinstance(since, bool) or not isinstance(since, (int, float))
+                                  or not math.isfinite(since)):
             return {"error": f"since must be a monotonic time in seconds, not {since!r}"}
         return {"events": self.d.group.events.since(since)}
 
