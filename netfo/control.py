@@ -66,8 +66,11 @@ def admin_refusal(sock: socket.socket) -> Optional[str]:
         try:
             st = _status_fields(pid)
             # The capabilities of a process in a user namespace of its own
-            # (unshare -Ur) are over that namespace, not over this one.
-            mine, theirs = os.stat("/proc/self/ns/user"), os.stat(f"/proc/{pid}/ns/user")
+            # (unshare -Ur) are over that namespace, not over this one.  Its
+            # uid_map tells (world-readable, where /proc/PID/ns/user needs
+            # CAP_SYS_PTRACE, which the daemon dropped): an unprivileged
+            # user can only map its own uid, never the identity map of ours.
+            mine, theirs = _uid_map("self"), _uid_map(pid)
             caps = int(st["CapEff"], 16)
             euid = int(st["Uid"].split()[1])
         except (OSError, KeyError, ValueError, IndexError) as e:
@@ -81,7 +84,7 @@ def admin_refusal(sock: socket.socket) -> Optional[str]:
                 pass                    # alive, only not ours to signal
         if euid != uid:                 # pid reused since it connected, or it changed uid
             return f"uid {uid}: the client's process (pid {pid}) is not the one that connected"
-        if (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino):
+        if mine != theirs:
             return f"uid {uid}: the client runs in another user namespace"
         if not caps >> CAP_NET_ADMIN & 1:
             return f"uid {uid} without CAP_NET_ADMIN"
@@ -89,6 +92,11 @@ def admin_refusal(sock: socket.socket) -> Optional[str]:
     finally:
         if pidfd is not None:
             os.close(pidfd)
+
+
+def _uid_map(pid) -> list:
+    with open(f"/proc/{pid}/uid_map") as f:
+        return [line.split() for line in f]
 
 
 def untrusted_server(sock: socket.socket, ifname: str) -> Optional[str]:
