@@ -75,6 +75,7 @@ class FakeDP:
 
 @pytest.fixture
 def wired():
+    pytest.importorskip("netfo._fastpath", reason="netfo.daemon needs the compiled extension")
     from netfo.daemon import Daemon         # needs the compiled datapath, not root
     d = Daemon("ens10", Config(notify_count=2))
     d.group = Group("ens10", MAC, standby_index=2, master_index=9)

@@ -4,8 +4,12 @@ released, and the VF plugged back in its place (a new index) is enslaved."""
 import logging
 import types
 
-from netfo import daemon as daemon_mod
-from netfo.daemon import Daemon
+import pytest
+
+pytest.importorskip("netfo._fastpath", reason="netfo.daemon needs the compiled extension")
+
+from netfo import daemon as daemon_mod  # noqa: E402
+from netfo.daemon import Daemon  # noqa: E402
 from netfo.group import Group, Link, Role
 
 MAC = "52:54:00:00:12:53"
