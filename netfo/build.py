@@ -17,24 +17,12 @@ from typing import Callable, NamedTuple, Optional
 
 from pyroute2 import IPRoute
 
-from . import control, journal
+from . import control, journal, privileges
 from .errors import NetfoError
 from .group import Group, Link, Role
 from .kernel import links, tap
 
 log = logging.getLogger("netfo")
-
-
-def has_net_admin() -> bool:
-    """CAP_NET_ADMIN in the effective set (root without it fails half-way)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("CapEff:"):
-                    return bool(int(line.split()[1], 16) & (1 << 12))
-    except OSError:
-        pass
-    return os.geteuid() == 0
 
 
 def standby_name(ifname: str) -> str:
@@ -55,7 +43,8 @@ def check(ipr: IPRoute, ifname: str, replacing: bool = False) -> Plan:
     """What `up` may do with ifname, or NetfoError saying why nothing.
     replacing: take the master over from its running daemon (netfo restart)."""
     sby_name = standby_name(ifname)
-    if not has_net_admin():
+    if not privileges.get()[0] & privileges.mask([privileges.CAP_NET_ADMIN]):
+        # root without it would fail half-way
         raise NetfoError("netfo needs root (CAP_NET_ADMIN): run it with sudo")
     if not os.path.exists(tap.TUN_PATH):
         raise NetfoError(f"{tap.TUN_PATH} is missing: load the tun module (modprobe tun)")

@@ -20,8 +20,8 @@ import struct
 from typing import NamedTuple, Optional
 
 from .errors import NetfoError
+from .privileges import CAP_NET_ADMIN
 
-CAP_NET_ADMIN = 12
 SO_PEERPIDFD = getattr(socket, "SO_PEERPIDFD", 77)     # Linux >= 6.5
 
 
