@@ -372,7 +372,7 @@ class Daemon:
 
     def _probe(self) -> None:
         """One probe round; the prober's verdicts go to the group."""
-        state = master.master_state(self.ifname)
+        state = master.master_state(self.ifname, self.ipr)
         self.own_ips = set(state["ip4"]) | set(state["ip6"])
         roles = list(self.slaves.held)
         slot = self.dp.active()
@@ -394,8 +394,9 @@ class Daemon:
         slot = self.dp.active()
         if slot < 0:
             return
-        out = frames.announcements(self.mac, master.master_state(self.ifname),
-                                   state_of=master.master_state)
+        def state_of(name: str) -> dict:
+            return master.master_state(name, self.ipr)
+        out = frames.announcements(self.mac, state_of(self.ifname), state_of=state_of)
         self.slaves.send(slot, out)
         log.info("announced %s on %s (%d frames)", self.ifname, Role(slot), len(out))
 

@@ -9,7 +9,7 @@ netfo, on the new slave.
 
 The builders are pure and return whole Ethernet frames without a virtio-net
 header (the caller prepends 10 zero bytes). Only the standard library is used,
-so they import anywhere; master_state() reads the kernel through pyroute2.
+so they import anywhere; netfo.kernel.master reads what to announce.
 """
 from __future__ import annotations
 

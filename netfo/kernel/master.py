@@ -3,6 +3,7 @@ announce, its VLANs, and its link-layer multicast list (which has no netlink
 notification, so the daemon polls it)."""
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import struct
@@ -53,12 +54,14 @@ def _groups6(ifname: str) -> list[str]:
     return out
 
 
-def master_state(ifname: str) -> dict:
+def master_state(ifname: str, ipr=None) -> dict:
     """What to announce for ifname, read now (no root needed). A missing
     interface or file gives empty lists; only a malformed name raises.
     Addresses still in duplicate address detection (or failed it) are left
     out, as ndisc_send_unsol_na() does: announcing them would steal them.
-    "mac" (an addition) lets a VLAN device with its own MAC announce that."""
+    "mac" (an addition) lets a VLAN device with its own MAC announce that.
+    ipr: the caller's netlink socket (the daemon asks every probe round),
+    else one is opened for this call."""
     if not _valid_ifname(ifname):
         raise ValueError(f"bad interface name: {ifname!r}")
     state = {"ip4": [], "ip6": [], "link_local6": None, "groups4": [], "groups6": [],
@@ -69,8 +72,12 @@ def master_state(ifname: str) -> dict:
         return state
     state["groups4"], state["groups6"] = _groups4(ifname), _groups6(ifname)
     try:
-        from pyroute2 import IPRoute
-        with IPRoute() as ipr:
+        if ipr is None:
+            from pyroute2 import IPRoute
+            own = IPRoute()
+        else:
+            own = contextlib.nullcontext(ipr)
+        with own as ipr:
             for link in ipr.link("get", index=index):
                 state["mac"] = link.get_attr("IFLA_ADDRESS")
             for m in ipr.get_addr(index=index):
