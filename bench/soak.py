@@ -188,6 +188,8 @@ def soak(cycles: int, rate: float, progress=None, timeout: float = 10.0,
                 if (i + 1) % 50 == 0:
                     say(f"cycle {i + 1}/{cycles}: {res['failures']} failures, "
                         f"{proc_figures(pid)}, {time.monotonic() - t0:.0f} s")
+            for t in tools:         # the counters add up between batches: read them quiet
+                t.stop()
             time.sleep(1.0)
             st = status()
             res["end"] = {**proc_figures(pid), "log_bytes": log_size(logs)}
