@@ -10,6 +10,9 @@ recipe does not care about: it tells them apart by name (see its comments).
 import glob
 import json
 import os
+import shutil
+import subprocess
+import tempfile
 
 import pytest
 
@@ -21,21 +24,51 @@ from support.traffic import ping
 
 STANDBY = VIRTIO_IF + "nsby"
 RECIPE = os.path.join(REPO, "contrib", "systemd-networkd")
+NETPLAN = os.path.join(REPO, "contrib", "netplan")
 RECIPE_MAC, RECIPE_IF = "52:54:00:00:12:53", "ens10"
 
+CONFIGURES = ("/10-netfo-ens10.network", f"/10-netplan-{VIRTIO_IF}.network")
 pytestmark = pytest.mark.skipif(bool(missing()), reason=f"needs {', '.join(missing())}")
 
 
+def for_lab(text: str) -> str:
+    """A recipe file with the lab's MAC and NIC name put in: the only edit an
+    operator makes (today the lab's values are the recipe's own)."""
+    return (text.replace(RECIPE_MAC, MAC).replace(f"Name={RECIPE_IF}\n", f"Name={VIRTIO_IF}\n")
+            .replace(f" {RECIPE_IF}:\n", f" {VIRTIO_IF}:\n").replace(f"name: {RECIPE_IF}\n", f"name: {VIRTIO_IF}\n"))
+
+
 def recipe_for_lab() -> dict:
-    """The recipe's files with the lab's MAC and NIC name put in: the only
-    edit an operator makes (today the lab's values are the recipe's own)."""
+    """contrib/systemd-networkd, for the lab."""
     files = {}
     for path in sorted(glob.glob(os.path.join(RECIPE, "*.network"))):
         with open(path) as f:
-            text = f.read()
-        files[os.path.basename(path)] = text.replace(RECIPE_MAC, MAC).replace(
-            f"Name={RECIPE_IF}\n", f"Name={VIRTIO_IF}\n")
+            files[os.path.basename(path)] = for_lab(f.read())
     assert len(files) == 2, files
+    return files
+
+
+def netplan_for_lab() -> dict:
+    """contrib/netplan rendered by the real `netplan generate`, plus the
+    networkd recipe's slaves file (netplan cannot say "unmanaged")."""
+    root = tempfile.mkdtemp(prefix="netplan-")
+    try:
+        os.makedirs(os.path.join(root, "etc", "netplan"))
+        for path in glob.glob(os.path.join(NETPLAN, "*.yaml")):
+            dst = os.path.join(root, "etc", "netplan", os.path.basename(path))
+            with open(path) as f, open(os.open(dst, os.O_CREAT | os.O_WRONLY, 0o600), "w") as g:
+                g.write(for_lab(f.read()))
+        subprocess.run(["netplan", "generate", "--root-dir", root], check=True,
+                       capture_output=True, timeout=60)
+        files = {}
+        for path in glob.glob(os.path.join(root, "run", "systemd", "network", "*")):
+            with open(path) as f:
+                files[os.path.basename(path)] = f.read()
+    finally:
+        shutil.rmtree(root)
+    assert list(files) == [f"10-netplan-{VIRTIO_IF}.network"], files
+    slaves = recipe_for_lab()
+    files.update({k: v for k, v in slaves.items() if "slaves" in k})
     return files
 
 
@@ -68,7 +101,7 @@ def managed_as(nd: Networkd, want: dict) -> dict | bool:
         link = links.get(name)
         if link is None or link.get("AdministrativeState") != state:
             return False
-        if state == "configured" and not link.get("NetworkFile", "").endswith("/10-netfo-ens10.network"):
+        if state == "configured" and not link.get("NetworkFile", "").endswith(CONFIGURES):
             return False
     return links
 
@@ -102,7 +135,11 @@ def assert_pings(lab, count: int = 20) -> None:
         assert (r.received, r.duplicates) == (count, 0), (ns, dst, r)
 
 
-def test_networkd_manages_the_master_only_across_unplug_and_down(lab):
+@pytest.mark.parametrize("recipe", ["networkd", "netplan"])
+def test_networkd_manages_the_master_only_across_unplug_and_down(lab, recipe):
+    if recipe == "netplan" and not shutil.which("netplan"):
+        pytest.skip("needs netplan (apt netplan.io)")
+    files = recipe_for_lab() if recipe == "networkd" else netplan_for_lab()
     lab.link("virtio", "up")                 # the NIC has carrier, as in a VM
     # The lab configures ens10 by hand; here networkd does it, from DHCP.
     lab.run("guest", "ip", "addr", "flush", "dev", VIRTIO_IF, "scope", "global")
@@ -111,7 +148,7 @@ def test_networkd_manages_the_master_only_across_unplug_and_down(lab):
     nd = None
     netfo = Netfo(lab)
     try:
-        nd = Networkd(lab, {**recipe_for_lab(), "99-ethernet.network": CATCH_ALL})
+        nd = Networkd(lab, {**files, "99-ethernet.network": CATCH_ALL})
         # Before netfo: the NIC is networkd's (DHCP), the VF is not.
         wait_for(lambda: managed_as(nd, {VIRTIO_IF: "configured", VF_IF: "unmanaged"}), 20,
                  f"networkd: {VIRTIO_IF} configured, {VF_IF} unmanaged")
