@@ -302,7 +302,7 @@ def format_details(st: dict) -> str:
         if p:
             lines.append(f"  Probe: path {'up' if p['up'] else 'down'}, "
                          f"{p['misses']} round(s) missed in a row, {p['missed_total']} in all")
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 # ---------------------------------------------------------------- metrics
@@ -472,6 +472,11 @@ def main(argv=None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (netfo metrics | head): quietly, as cat does;
+        # stdout to /dev/null so that the exit's flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
