@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Optional
 
-from . import __version__, control, events, health, spawn
+from . import __version__, control, details, events, health, spawn
 from .config import Config, add_arguments, from_args, ifname_problem
 from .errors import NetfoError
 
@@ -195,7 +195,7 @@ def cmd_status(args) -> int:
     elif not result:
         print("netfo: no failover master in this network namespace")
     else:
-        show = (lambda st: format_status(st) + "\n" + format_details(st)) if args.details \
+        show = (lambda st: format_status(st) + "\n" + details.render(st)) if args.details \
             else format_status
         print("\n\n".join(show(st) for st in result))
     if not args.json and not all(health.transmits(st) for st in result):
@@ -250,59 +250,6 @@ def format_status(st: dict) -> str:
             f"{time.time() - last:.1f} s ago)") if last else ""
     lines.append(f"  failovers: {st['failovers']}{when}")
     return "\n".join(lines)
-
-
-def _ms(v) -> str:
-    return f"{v:g}" if isinstance(v, (int, float)) else "?"
-
-
-def format_details(st: dict) -> str:
-    """status -d: what /proc/net/bonding shows of an active-backup bond, in
-    its words (scripts that read those find them), then netfo's own."""
-    pol, probe = st.get("policy", {}), st.get("probe") or {}
-    slaves = {sl["role"]: sl for sl in st["slaves"]}
-    primary = slaves.get("primary")
-    active = slaves.get(st["active"]) if st["active"] else None
-    targets = probe.get("targets", [])
-    arp = [t for t in targets if ":" not in t]
-    ns = [t for t in targets if ":" in t]
-    lines = [
-        "  Bonding Mode: fault-tolerance (active-backup), as net_failover",
-        f"  Primary Slave: {primary['name'] if primary else 'None'} "
-        f"(primary_reselect {pol.get('reselect', '?')}"
-        f"{', pinned by --primary ' + pol['primary'] if pol.get('primary') else ''})",
-        f"  Currently Active Slave: {active['name'] if active else 'None'}",
-        f"  MII Status: {'up' if st['master']['carrier'] else 'down'}",
-        f"  MII Polling Interval (ms): {_ms(pol.get('miimon_ms'))}",
-        f"  Up Delay (ms): {_ms(pol.get('updelay_ms'))}",
-        f"  Down Delay (ms): {_ms(pol.get('downdelay_ms'))}",
-        f"  Peer Notification: {pol.get('notify_count', '?')} x every "
-        f"{_ms(pol.get('notify_interval_ms'))} ms",
-        f"  ARP Polling Interval (ms): {_ms(probe.get('interval_ms')) if targets else 0}",
-        f"  ARP Missed Max: {probe.get('missed', '?')}",
-        f"  ARP IP target/s (n.n.n.n form): {','.join(arp)}",
-        f"  NS IPv6 target/s (xx::xx form): {','.join(ns)}",
-    ]
-    for sl in st["slaves"]:
-        speed, duplex = sl.get("speed"), sl.get("duplex")
-        perm = sl.get("perm_mac")
-        lines += [
-            "",
-            f"  Slave Interface: {sl['name']} ({sl['role']}, index {sl['index']})",
-            f"  MII Status: {'up' if sl['ready'] else 'down'} "
-            f"(admin {'up' if sl['admin_up'] else 'down'}, "
-            f"{'carrier' if sl['carrier'] else 'no carrier'})",
-            f"  Speed: {f'{speed} Mbps' if speed else 'Unknown'}",
-            f"  Duplex: {duplex or 'unknown'}",
-            f"  Link Failure Count: {sl.get('link_failures', '?')}",
-            f"  Permanent HW addr: {perm or 'none reported'} (current {st['master']['mac']})",
-            f"  MTU: {sl.get('mtu', '?')}",
-        ]
-        p = sl.get("probe")
-        if p:
-            lines.append(f"  Probe: path {'up' if p['up'] else 'down'}, "
-                         f"{p['misses']} round(s) missed in a row, {p['missed_total']} in all")
-    return "\n".join(line.rstrip() for line in lines)
 
 
 # ---------------------------------------------------------------- metrics

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import netfo
-from netfo import cli
+from netfo import cli, details
 
 from test_metrics import sample
 
@@ -61,7 +61,7 @@ def test_json_is_compact_unless_pretty():
 def test_status_details_speak_bonding():
     st = sample(probing=True)
     st["slaves"][0]["perm_mac"] = "52:54:00:00:12:53"
-    text = cli.format_details(st)
+    text = details.render(st)
     lines = [line.strip() for line in text.splitlines()]
     for want in ("Bonding Mode: fault-tolerance (active-backup), as net_failover",
                  "Primary Slave: ens11 (primary_reselect always)",
@@ -84,7 +84,7 @@ def test_status_details_without_probing_speed_or_primary():
     del st["slaves"][0]
     st["slaves"][0].update(speed=None, duplex=None)
     st["active"] = None
-    lines = [line.strip() for line in cli.format_details(st).splitlines()]
+    lines = [line.strip() for line in details.render(st).splitlines()]
     for want in ("Primary Slave: None (primary_reselect always)", "Currently Active Slave: None",
                  "ARP Polling Interval (ms): 0", "ARP IP target/s (n.n.n.n form):",
                  "Speed: Unknown", "Duplex: unknown", "Permanent HW addr: none reported "
