@@ -90,8 +90,9 @@ class Config:
         3, "rounds without an answer before a path is down (default %(default)s)", metavar="N")
     metrics_listen: Optional[str] = _opt(
         None, "also serve the Prometheus metrics (netfo metrics) over HTTP at "
-        "http://ADDR:PORT/metrics, in the master's network namespace: 127.0.0.1:9100, "
-        "[::1]:9100, or :9100 for every address (default: off)", metavar="ADDR:PORT")
+        "http://ADDR:PORT/metrics, in the master's network namespace: 127.0.0.1:PORT, "
+        "[::1]:PORT, or :PORT for every address (default: off; no default port, and not "
+        "node_exporter's 9100 if it runs too)", metavar="ADDR:PORT")
 
     def __post_init__(self) -> None:
         problem = self.problem()

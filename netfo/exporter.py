@@ -36,12 +36,12 @@ PATH = "/metrics"
 
 
 def parse_listen(text: str) -> tuple:
-    """ADDR:PORT as (address, port): 127.0.0.1:9100, [::1]:9100, or :9100
+    """ADDR:PORT as (address, port): 127.0.0.1:9900, [::1]:9900, or :9900
     for every address (IPv6 and IPv4).  ValueError in one line: no host
     names, as the daemon resolves nothing."""
     head, sep, port_text = text.rpartition(":")
     if not sep:
-        raise ValueError(f"--metrics-listen {text!r} needs ADDR:PORT, e.g. 127.0.0.1:9100")
+        raise ValueError(f"--metrics-listen {text!r} needs ADDR:PORT, e.g. 127.0.0.1:9900")
     if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise ValueError(f"--metrics-listen {text!r}: the port must be 1 to 65535")
     port = int(port_text)
@@ -54,7 +54,7 @@ def parse_listen(text: str) -> tuple:
     except ValueError:
         pass
     raise ValueError(f"--metrics-listen {text!r}: {head!r} is not an IPv4 address or an "
-                     "[IPv6] address (e.g. 127.0.0.1:9100, [::1]:9100, or :9100 for all)")
+                     "[IPv6] address (e.g. 127.0.0.1:9900, [::1]:9900, or :9900 for all)")
 
 
 def bind(text: str) -> socket.socket:
