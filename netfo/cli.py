@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Optional
 
-from . import control, events, health, spawn
+from . import __version__, control, details, events, health, spawn
 from .config import Config, add_arguments, from_args, ifname_problem
 from .errors import NetfoError
 
@@ -173,6 +173,11 @@ def cmd_down(args) -> int:
 
 # ---------------------------------------------------------------- status
 
+def dumps(obj, args) -> str:
+    """JSON as iproute2 prints it: compact, indented with -p/--pretty."""
+    return json.dumps(obj, indent=2) if args.pretty else json.dumps(obj, separators=(",", ":"))
+
+
 def cmd_status(args) -> int:
     if getattr(args, "check", False):
         return _check(args)
@@ -186,11 +191,13 @@ def cmd_status(args) -> int:
             return 1
         result.append(st)
     if args.json:
-        print(json.dumps(result[0] if args.ifname else result, indent=2))
+        print(dumps(result[0] if args.ifname else result, args))
     elif not result:
         print("netfo: no failover master in this network namespace")
     else:
-        print("\n\n".join(format_status(st) for st in result))
+        show = (lambda st: format_status(st) + "\n" + details.render(st)) if args.details \
+            else format_status
+        print("\n\n".join(show(st) for st in result))
     if not args.json and not all(health.transmits(st) for st in result):
         return 1                        # no slave can transmit (--json: see "active")
     return 0
@@ -245,6 +252,23 @@ def format_status(st: dict) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------- metrics
+
+def cmd_metrics(args) -> int:
+    """The Prometheus text format: IFNAME's, or every master's in this netns."""
+    from . import metrics
+    if args.ifname:
+        statuses = [_ask(args.ifname, "status")]
+    else:
+        statuses = []
+        for name in control.list_daemons():
+            st = control.request(name, "status")
+            if st is not None and "error" not in st:     # gone meanwhile: not a master now
+                statuses.append(st)
+    sys.stdout.write(metrics.render(statuses))
+    return 0
+
+
 # ---------------------------------------------------------------- set, events
 
 def _ask(ifname: str, cmd: str, **args) -> dict:
@@ -278,6 +302,7 @@ def cmd_events(args) -> int:
         if followed and not control.running(args.ifname):
             return 0                        # the master went down: nothing more will come
         for e in _ask(args.ifname, "events", **({} if since is None else {"since": since}))["events"]:
+            # JSON lines: compact whatever -p says, one event per line
             print(json.dumps(e) if args.json else format_event(e), flush=True)
             since = e.get("mono", since)
         if not args.follow:
@@ -297,13 +322,32 @@ class Parser(argparse.ArgumentParser):
 
 
 # The commands that name a master: its name is checked as the kernel would.
-NAMED = ("up", "down", "status", "set", "events", "restart")
+NAMED = ("up", "down", "status", "set", "events", "restart", "metrics")
+
+
+def output_options(p, default, pretty: bool = True, details: bool = False,
+                   what: str = "machine-readable JSON (see README), compact") -> None:
+    """iproute2's -j/-p/-d, before the command (netfo -j status) or after it
+    (netfo status -j).  After it they default to SUPPRESS: a command's own
+    default must not undo the global option."""
+    p.add_argument("-j", "--json", action="store_true", default=default, help=what)
+    if pretty:
+        p.add_argument("-p", "--pretty", action="store_true", default=default,
+                       help="indent the JSON (no effect without -j)")
+    if details:
+        p.add_argument("-d", "--details", action="store_true", default=default,
+                       help="status: also what /proc/net/bonding shows of a bond "
+                            "(policy, probing; per slave: speed, duplex, link failures, "
+                            "permanent MAC)")
 
 
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="netfo", description=(
         "Userspace net_failover: one master interface over a VF (primary) and a "
         "paravirtual NIC (standby) with the same MAC."))
+    p.add_argument("-V", "--version", action="version", version=f"netfo {__version__}",
+                   help="print netfo's version and exit")
+    output_options(p, False, details=True)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     up = sub.add_parser("up", help="make IFNAME a failover master")
@@ -327,8 +371,8 @@ def parser() -> argparse.ArgumentParser:
     down.set_defaults(fn=cmd_down)
 
     st = sub.add_parser("status", help="show masters, slaves, counters")
-    st.add_argument("ifname", nargs="?")
-    st.add_argument("--json", action="store_true", help="machine-readable (see README)")
+    st.add_argument("ifname", nargs="?", help="the master (default: every master)")
+    output_options(st, argparse.SUPPRESS, details=True)
     st.add_argument("--check", action="store_true", help="one line for monitoring; exit 0 "
                     "OK (primary transmits), 1 degraded (standby), 2 down (nothing, or no daemon)")
     st.set_defaults(fn=cmd_status)
@@ -343,8 +387,14 @@ def parser() -> argparse.ArgumentParser:
                         "carrier, slaves enslaved and released, MTU, MAC, paths")
     ev.add_argument("ifname")
     ev.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
-    ev.add_argument("--json", action="store_true", help="one JSON object per line")
+    output_options(ev, argparse.SUPPRESS, pretty=False,
+                   what="one JSON object per line (compact, whatever -p says)")
     ev.set_defaults(fn=cmd_events)
+
+    mt = sub.add_parser("metrics", help="Prometheus metrics in the text format (for "
+                        "node_exporter's textfile collector)")
+    mt.add_argument("ifname", nargs="?", help="the master (default: every master)")
+    mt.set_defaults(fn=cmd_metrics)
 
     from . import auto, units
     auto.add_parser(sub)                # netfo auto [--config PATH]
@@ -369,6 +419,11 @@ def main(argv=None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (netfo metrics | head): quietly, as cat does;
+        # stdout to /dev/null so that the exit's flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

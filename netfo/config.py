@@ -88,6 +88,11 @@ class Config:
     probe_interval: int = _opt(100, "between probe rounds (default %(default)s)", metavar="MS")
     probe_missed: int = _opt(
         3, "rounds without an answer before a path is down (default %(default)s)", metavar="N")
+    metrics_listen: Optional[str] = _opt(
+        None, "also serve the Prometheus metrics (netfo metrics) over HTTP at "
+        "http://ADDR:PORT/metrics, in the master's network namespace: 127.0.0.1:PORT, "
+        "[::1]:PORT, or :PORT for every address (default: off; no default port, and not "
+        "node_exporter's 9100 if it runs too)", metavar="ADDR:PORT")
 
     def __post_init__(self) -> None:
         problem = self.problem()
@@ -123,6 +128,14 @@ class Config:
             return "--probe-interval must be more than 0 ms"
         if self.probe_missed < 1:
             return "--probe-missed must be at least 1"
+        if self.metrics_listen is not None:
+            from .exporter import parse_listen
+            if not isinstance(self.metrics_listen, str):
+                return f"--metrics-listen must be ADDR:PORT, not {self.metrics_listen!r}"
+            try:
+                parse_listen(self.metrics_listen)
+            except ValueError as e:
+                return str(e)
         for name, kind in (("arp_targets", ipaddress.IPv4Address),
                            ("ns_targets", ipaddress.IPv6Address)):
             for t in getattr(self, name):

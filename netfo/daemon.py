@@ -27,7 +27,7 @@ from typing import Callable, Optional
 
 from pyroute2 import IPRoute
 
-from . import build, control, frames, handover, journal, privileges
+from . import build, control, exporter, frames, handover, journal, metrics, privileges
 from .config import Config
 from .errors import NetfoError
 
@@ -72,6 +72,7 @@ class Daemon:
         self.group: Optional[Group] = None
         self.slaves: Optional[Slaves] = None
         self.server: Optional[Server] = None
+        self.exporter: Optional[exporter.Exporter] = None     # --metrics-listen
         self.dp: Optional[_fastpath.Datapath] = None
         self.master_index = 0
         self.mac = ""
@@ -110,6 +111,8 @@ class Daemon:
             journal.recover(self.ifname)
             plan = build.check(self.ipr, self.ifname)
         self.adopted = plan.kind == "adopt"
+        if cfg.metrics_listen and not self.takeover:
+            self._serve_metrics()           # a bad address fails up before any change
         self._watch()
         if not self.takeover:
             self._serve_control()
@@ -159,6 +162,8 @@ class Daemon:
                            txqlen=max(HANDOVER_QLEN, self.saved_qlen))
             taker.release()                 # the old loops stop: ours start right away
             self._serve_control()
+            if cfg.metrics_listen:
+                self._serve_metrics(late=True)
             self.builder.keep_journal()
             self.builder.step("slaves", self.slaves.release_all)
         if plan.kind != "fresh":
@@ -192,6 +197,20 @@ class Daemon:
         ctl = control.listen(self.ifname)
         self.builder.step("control socket", ctl.close)
         self.server = Server(ctl, self)
+
+    def _serve_metrics(self, late: bool = False) -> None:
+        """--metrics-listen (exporter.py).  late: taking over, where the old
+        daemon has just closed the port; a failure then costs the endpoint
+        only (logged), as the master is ours already."""
+        try:
+            sock = exporter.bind(self.config.metrics_listen)
+        except NetfoError as e:
+            if not late:
+                raise
+            log.error("%s: metrics not served", e)
+            return
+        self.exporter = exporter.Exporter(sock, lambda: metrics.render([self.server.status({})]))
+        self.builder.step("metrics endpoint", self.exporter.close)
 
     def _resync(self, first: int = 0, keep_carrier: bool = False) -> None:
         """Take the links as they are now (at up, and because events of our
@@ -232,6 +251,8 @@ class Daemon:
         def release() -> None:
             self._stop_datapath()
             self.server.sock.close()        # the name is the new daemon's now
+            if self.exporter is not None:   # and so is the metrics port
+                self.exporter.close()
             self.handed_over = True
             self.stop.set()
             log.info("%s: handed over to the new daemon", self.ifname)
@@ -473,6 +494,8 @@ class Daemon:
         sel = self.sel = self.slaves.selector = selectors.DefaultSelector()
         sel.register(self.wake_r, selectors.EVENT_READ, "netlink")
         self.server.attach(sel)         # the listener and each client, data: the server
+        if self.exporter is not None:
+            self.exporter.attach(sel)   # the same for the metrics endpoint
         for role, sock in self.slaves.observers.items():
             sel.register(sock, selectors.EVENT_READ, ("probe", role))
         event_fd = getattr(self.dp, "event_fd", None)      # a datapath that has one
@@ -490,6 +513,7 @@ class Daemon:
         while not self.stop.is_set():
             self.beat = time.monotonic()
             deadlines = [d for d in (self.group.next_deadline(), self.server.next_deadline(),
+                                     self.exporter and self.exporter.next_deadline(),
                                      self.notify_due[0] if self.notify_due else None) if d]
             if self.prober.enabled:
                 deadlines.append(self.next_probe)
@@ -498,6 +522,8 @@ class Daemon:
             for key, mask in sel.select(wait):
                 if key.data is self.server:
                     self.server.ready(key, mask)     # never blocks, never raises
+                elif key.data is self.exporter and self.exporter is not None:
+                    self.exporter.ready(key, mask)   # the same
                 elif isinstance(key.data, tuple):
                     self._guarded(self._heard, key.data[1], key.fileobj)
                 elif key.data == "netlink":
@@ -505,6 +531,8 @@ class Daemon:
                 elif key.data == "loop":
                     self._guarded(self._loop_event)
             self.server.expire()
+            if self.exporter is not None:
+                self.exporter.expire()
             if self.stop.is_set() or not self.master_index:
                 continue
             if miimon:

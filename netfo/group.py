@@ -169,6 +169,10 @@ class Group:
     slaves: dict = field(default_factory=dict)        # Role -> Link
     failovers: int = 0
     last_failover: Optional[float] = None             # wall time
+    # Role -> times its slave stopped being usable (carrier lost, admin
+    # down, path judged down) since it was enslaved: bonding's "Link
+    # Failure Count" (a deletion is no failure: the slave is gone with it)
+    link_failures: dict = field(default_factory=dict)
     forced: Optional[Role] = None
     state: State = State.DOWN
     broken: set = field(default_factory=set)          # roles whose path the prober judged down
@@ -231,6 +235,7 @@ class Group:
     def settled(self) -> None:
         """Setup is over: the slaves found at `up` were no failover."""
         self.failovers, self.last_failover = 0, None
+        self.link_failures = {role: 0 for role in self.slaves}
 
     # -- inputs ----------------------------------------------------------
 
@@ -250,6 +255,7 @@ class Group:
                 holder = self.slaves.get(role)
                 if holder is None:
                     self.slaves[role] = link
+                    self.link_failures[role] = 0
                     actions.append(Enslave(role, link))
                 else:
                     # B-6: a second device for a taken role stays standalone.
@@ -267,6 +273,7 @@ class Group:
             return self._decide(Input.REMOVED)
         link = self.slaves.pop(role)
         self.broken.discard(role)
+        self.link_failures.pop(role, None)
         self._reselect("deleted")
         return self._decide(Input.REMOVED, [Release(role, link, gone=True)])
 
@@ -274,6 +281,7 @@ class Group:
         """Enslaving failed (e.g. MTU refused): forget it, leave it alone."""
         self._begin()
         link = self.slaves.pop(role, None)
+        self.link_failures.pop(role, None)
         if link is not None:
             self._ignored.add(link.index)
         self._reselect("refused")
@@ -340,8 +348,8 @@ class Group:
             link = self.slaves.get(role)
             if link is not None and link.ready and role not in self.broken:
                 self._ready_since.setdefault(role, now)
-            else:
-                self._ready_since.pop(role, None)
+            elif self._ready_since.pop(role, None) is not None and link is not None:
+                self.link_failures[role] = self.link_failures.get(role, 0) + 1
         new = self._choose(now)
         if new is not None:
             self._carrier_until = None

@@ -34,6 +34,11 @@ class Prober:
         self.interval, self.missed = interval, missed
         self.last_heard: dict = {}          # role -> monotonic time
         self.down: set = set()              # roles whose path is judged down
+        # What operators read (status, metrics), not what judges: rounds
+        # in which a slave heard nothing, in a row and in all.
+        self.misses: dict = {}              # role -> rounds missed in a row
+        self.missed_total: dict = {}        # role -> rounds missed since enslaved
+        self._answered: set = set()         # roles that heard something this round
 
     @property
     def enabled(self) -> bool:
@@ -58,6 +63,7 @@ class Prober:
         ip = sender(frame)
         if ip is not None and (ip in self.targets4 or ip in self.targets6 or ip in own):
             self.last_heard[role] = now
+            self._answered.add(role)
 
     def alive(self, role, now: float) -> bool:
         last = self.last_heard.setdefault(role, now)     # a new slave gets a grace period
@@ -76,6 +82,7 @@ class Prober:
     def judge(self, roles: Iterable, active: Optional[object], now: float) -> list:
         """The paths that changed since the last round, the active one first."""
         roles = list(roles)
+        self._count(roles)
         verdicts = []
         for role in sorted(roles, key=lambda r: r != active):
             alive = self.alive(role, now)
@@ -94,7 +101,29 @@ class Prober:
                 verdicts.append(Verdict(role, True))
         return verdicts
 
+    def _count(self, roles: list) -> None:
+        """One round is over: who heard nothing in it.  A slave's first
+        round counts no miss (the answers to its first probes are due in
+        the next one)."""
+        for role in roles:
+            if role not in self.misses:
+                self.misses[role], self.missed_total[role] = 0, 0
+            elif role in self._answered:
+                self.misses[role] = 0
+            else:
+                self.misses[role] += 1
+                self.missed_total[role] += 1
+        self._answered.clear()
+
+    def state(self, role) -> dict:
+        """role's path as status shows it."""
+        return {"up": role not in self.down, "misses": self.misses.get(role, 0),
+                "missed_total": self.missed_total.get(role, 0)}
+
     def forget(self, role) -> None:
         """The slave left: a new one starts with a grace period, path up."""
         self.last_heard.pop(role, None)
         self.down.discard(role)
+        self.misses.pop(role, None)
+        self.missed_total.pop(role, None)
+        self._answered.discard(role)

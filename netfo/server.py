@@ -25,9 +25,10 @@ import socket
 import time
 from typing import Optional
 
-from . import control
+from . import __version__, control
 from .errors import NetfoError
 from .group import Role
+from .kernel import links
 
 log = logging.getLogger("netfo")
 
@@ -344,13 +345,20 @@ class Server:
             link = g.slaves.get(role)
             if link is None or role not in d.slaves:
                 continue
+            name = d.slaves[role].name
+            speed, duplex = links.speed_duplex(name, link.index)
             slaves.append({
-                "role": str(role), "name": d.slaves[role].name, "index": link.index,
+                "role": str(role), "name": name, "index": link.index,
                 "admin_up": link.up, "carrier": link.carrier, "ready": link.ready,
                 "transmitting": role == active, "stats": stats["slots"][role],
+                # what /proc/net/bonding shows of a slave (status -d)
+                "mtu": link.mtu, "perm_mac": link.perm_mac, "speed": speed, "duplex": duplex,
+                "link_failures": g.link_failures.get(role, 0),
+                "probe": d.prober.state(role) if d.prober.enabled else None,
             })
         drops = {k[len("drop_"):]: v for k, v in master.items() if k.startswith("drop_")}
         policy = g.policy
+        cfg = d.config
         return {
             "version": STATUS_VERSION,
             "master": {"name": d.ifname, "index": d.master_index, "mac": d.mac,
@@ -367,7 +375,11 @@ class Server:
             "forced": str(g.forced) if g.forced is not None else None,
             "policy": {"updelay_ms": policy.updelay * 1000,
                        "downdelay_ms": policy.downdelay * 1000,
-                       "reselect": policy.reselect, "miimon_ms": d.config.miimon_s * 1000},
+                       "reselect": policy.reselect, "miimon_ms": cfg.miimon_s * 1000,
+                       "primary": cfg.primary, "notify_count": cfg.notify_count,
+                       "notify_interval_ms": cfg.notify_interval},
+            "probe": {"targets": [*cfg.arp_targets, *cfg.ns_targets],
+                      "interval_ms": cfg.probe_interval, "missed": cfg.probe_missed},
             # the switches since the master came up (`netfo events` has them all)
             "events": g.switches(d.settled_at)[-5:],
             # the loop's own switches are counted once, when the group follows them
@@ -375,6 +387,7 @@ class Server:
             "loop_switches": master["link_holds"] + master["send_failovers"],
             "last_failover": g.last_failover,
             "pid": os.getpid(),
+            "netfo_version": __version__,
             "since": d.started,
             "adopted": d.adopted,
             "argv": d.config.argv(),          # what `netfo restart` starts the next daemon with

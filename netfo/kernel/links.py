@@ -108,6 +108,35 @@ def live_ready(index: int) -> Optional[bool]:
         return False if e.errno == errno.EINVAL else None     # EINVAL: no carrier while down
 
 
+def speed_duplex(name: str, index: int) -> tuple:
+    """(Mbit/s or None, "full"/"half" or None) as the slave's driver reports
+    them: sysfs, the kernel's own view of ethtool's link settings (what
+    /proc/net/bonding prints).  None where the driver does not say or the
+    link is down; and for a name that sysfs gives to another link (a /sys
+    mounted for another network namespace)."""
+    base = f"/sys/class/net/{name}/"
+    try:
+        with open(base + "ifindex") as f:
+            if int(f.read()) != index:
+                return None, None
+    except (OSError, ValueError):
+        return None, None
+    speed = duplex = None
+    try:
+        with open(base + "speed") as f:
+            value = int(f.read())
+        speed = value if 0 < value < 0x7fffffff else None      # -1: SPEED_UNKNOWN
+    except (OSError, ValueError):       # EINVAL: down, or no ethtool link settings
+        pass
+    try:
+        with open(base + "duplex") as f:
+            value = f.read().strip()
+        duplex = value if value in ("full", "half") else None
+    except OSError:
+        pass
+    return speed, duplex
+
+
 def dump(ipr: IPRoute) -> list:
     return [link_from_msg(m) for m in ipr.link("dump")]
 

@@ -206,3 +206,30 @@ def test_broken_path_is_not_used_until_it_heals():
     assert g.active() == Role.PRIMARY
     e = g.switches()[-2]
     assert (e["from"], e["to"], e["slave"], e["reason"]) == ("primary", "standby", "ens10nsby", "probe")
+
+
+def test_link_failures_count_each_loss_of_a_usable_slave():
+    """bonding's Link Failure Count: carrier lost, admin down, path down;
+    not a deletion, and a new slave in the role starts from 0."""
+    g, clock = timed_group()
+    g.settled()
+    assert g.link_failures == {Role.STANDBY: 0, Role.PRIMARY: 0}
+    g.link_changed(link(3, "ens11", carrier=False))
+    g.link_changed(link(3, "ens11", carrier=False))         # still down: no second count
+    assert g.link_failures[Role.PRIMARY] == 1
+    g.link_changed(link(3, "ens11"))
+    g.link_changed(link(3, "ens11", up=False))               # admin down
+    g.link_changed(link(3, "ens11"))
+    g.path_down(Role.PRIMARY)
+    assert g.link_failures == {Role.STANDBY: 0, Role.PRIMARY: 3}
+    g.link_removed(3)
+    assert Role.PRIMARY not in g.link_failures
+    g.link_changed(link(4, "ens11"))                          # the re-plugged VF
+    assert g.link_failures[Role.PRIMARY] == 0
+
+
+def test_a_slave_that_never_was_usable_never_failed():
+    g = Group("ens10", MAC, standby_index=2, master_index=9)
+    g.link_changed(link(2, "ens10nsby", carrier=False))
+    g.link_changed(link(2, "ens10nsby", up=False, carrier=False))
+    assert g.link_failures == {Role.STANDBY: 0}

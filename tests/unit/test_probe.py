@@ -85,3 +85,22 @@ def test_probe_frames_for_both_families():
     out = p.frames(MAC, {"ip4": ["192.0.2.10"], "ip6": ["fe80::1", "fd00::10"]})
     assert len(out) == 2
     assert frames.sender(out[0]) == "192.0.2.10"
+
+
+def test_missed_rounds_are_counted_for_status_and_metrics():
+    p = prober()
+    p.judge([P, S], P, 10.0)                        # a first round counts no miss
+    assert p.state(P) == {"up": True, "misses": 0, "missed_total": 0}
+    p.heard(P, reply_from(TARGET), set(), 10.05)
+    p.judge([P, S], P, 10.1)
+    p.judge([P, S], P, 10.2)
+    p.judge([P, S], P, 10.3)
+    assert p.state(P) == {"up": True, "misses": 2, "missed_total": 2}
+    assert p.state(S)["missed_total"] == 3
+    p.judge([P, S], P, 10.45)                       # 350 ms of silence: down
+    assert p.state(P) == {"up": False, "misses": 3, "missed_total": 3}
+    p.heard(P, reply_from(TARGET), set(), 10.5)
+    p.judge([P, S], S, 10.55)
+    assert p.state(P) == {"up": True, "misses": 0, "missed_total": 3}
+    p.forget(P)
+    assert p.state(P) == {"up": True, "misses": 0, "missed_total": 0}
