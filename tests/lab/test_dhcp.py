@@ -16,6 +16,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from netfo.lab import MAC, PEER_IP6
 from netfo.lifetimes import FOREVER
 
@@ -110,14 +112,13 @@ def dnsmasq_events(log) -> list:
     return re.findall(r"(DHCP[A-Z]+)\(eth0\) (\S+) ([0-9a-f:]{17})", text)
 
 
-def test_lease_keeps_its_lifetime_and_renews_through_the_master(lab, tmp_path):
+@pytest.fixture
+def dnsmasq(lab, tmp_path):
+    """dnsmasq serving 2-minute leases (its shortest) on the peer's eth0,
+    renewal time T1; the guest's NIC has carrier and no IPv4 address. Yields
+    its log (--log-dhcp)."""
     lab.link("virtio", "up")            # the NIC has carrier: the client can get a lease on it
     lab.run("guest", "ip", "-4", "addr", "flush", "dev", "ens10")
-    # SLAAC-like: an IPv6 address and a route that expire
-    lab.run("guest", "ip", "-6", "addr", "add", f"{LEASED_V6}/64", "dev", "ens10",
-            "valid_lft", "300", "preferred_lft", "200", "nodad")
-    lab.run("guest", "ip", "-6", "route", "add", EXPIRING_NET, "via", PEER_IP6, "dev", "ens10",
-            "expires", "300")
     log = tmp_path / "dnsmasq.log"
     server = lab.popen("peer", "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
                        "--port=0", "--interface=eth0", "--bind-interfaces",
@@ -126,9 +127,23 @@ def test_lease_keeps_its_lifetime_and_renews_through_the_master(lab, tmp_path):
                        "--log-dhcp", f"--log-facility={log}",
                        f"--dhcp-leasefile={tmp_path}/leases", f"--pid-file={tmp_path}/dnsmasq.pid",
                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    client = Dhclient(lab, tmp_path)
     try:
         wait_for(lambda: "started" in (log.read_text() if log.exists() else ""), 10, "dnsmasq")
+        yield log
+    finally:
+        server.terminate()
+        server.wait(5)
+
+
+def test_lease_keeps_its_lifetime_and_renews_through_the_master(lab, dnsmasq, tmp_path):
+    log = dnsmasq
+    # SLAAC-like: an IPv6 address and a route that expire
+    lab.run("guest", "ip", "-6", "addr", "add", f"{LEASED_V6}/64", "dev", "ens10",
+            "valid_lft", "300", "preferred_lft", "200", "nodad")
+    lab.run("guest", "ip", "-6", "route", "add", EXPIRING_NET, "via", PEER_IP6, "dev", "ens10",
+            "expires", "300")
+    client = Dhclient(lab, tmp_path)
+    try:
         client.start()
         leased = addrs(lab, "ens10")
         ip = next(a for a in leased if a.startswith("192.168.12."))
@@ -203,5 +218,52 @@ def test_lease_keeps_its_lifetime_and_renews_through_the_master(lab, tmp_path):
         assert 0 < addrs(lab, "ens10")[ip][0] <= LEASE
     finally:
         client.stop()
-        server.terminate()
-        server.wait(5)
+
+
+UDHCPC_SCRIPT = """#!/bin/sh
+echo "$1 $interface $ip" >> "$0.log"
+case "$1" in
+deconfig) ip -4 addr flush dev "$interface" ;;
+bound) ip -4 addr add "$ip/$mask" valid_lft "$lease" preferred_lft "$lease" dev "$interface" ;;
+renew) ip -4 addr change "$ip/$mask" valid_lft "$lease" preferred_lft "$lease" dev "$interface" ;;
+esac
+exit 0
+"""
+
+
+def test_udhcpc_follows_the_name_and_renews_through_the_master(lab, dnsmasq, tmp_path):
+    """busybox udhcpc holds no packet socket while bound, renews with a UDP
+    socket bound to the interface by name, and reads the ifindex again at
+    each timeout: once the lease moved, it renews through the master with
+    nothing restarted.  It ignores T1: it renews at half the lease (60 s)."""
+    log, script, pidfile = dnsmasq, tmp_path / "udhcpc.sh", tmp_path / "udhcpc.pid"
+    script.write_text(UDHCPC_SCRIPT)
+    script.chmod(0o755)
+
+    def reasons() -> list:
+        done = tmp_path / "udhcpc.sh.log"
+        return done.read_text().split("\n") if done.exists() else []
+
+    # -b: into the background once bound (or after -t tries)
+    lab.run("guest", "busybox", "udhcpc", "-i", "ens10", "-s", str(script), "-p", str(pidfile),
+            "-b", "-t", "10", timeout=40)
+    try:
+        bound = wait_for(lambda: next((r for r in reasons() if r.startswith("bound ens10 ")), None),
+                         20, "udhcpc's lease")
+        ip = bound.split()[2]
+        with Netfo(lab) as n:
+            valid = addrs(lab, "ens10")[ip][0]
+            assert valid != FOREVER and valid <= LEASE, valid
+            assert "still listens on ens10nsby" not in n.read_log()     # no packet socket
+            seen = len(dnsmasq_events(log))
+            wait_for(lambda: f"renew ens10 {ip}" in reasons(), LEASE / 2 + 15, "udhcpc's renewal")
+            assert ("DHCPACK", ip, MAC) in dnsmasq_events(log)[seen:], dnsmasq_events(log)[seen:]
+            refreshed = addrs(lab, "ens10")[ip][0]
+            assert refreshed >= LEASE - 3, refreshed
+        back = addrs(lab, "ens10")
+        assert ip in back and 0 < back[ip][0] <= refreshed, back
+    finally:
+        try:
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)   # exits without deconfig
+        except (OSError, ValueError):
+            pass

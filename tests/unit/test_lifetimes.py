@@ -67,3 +67,27 @@ def test_holders_finds_the_process_with_the_socket_open():
         inode = str(os.fstat(s.fileno()).st_ino)
         assert (os.getpid(), open("/proc/self/comm").read().strip()) in listeners.holders({inode})
         assert listeners.holders({inode}, skip=[os.getpid()]) == []
+
+
+def test_up_notes_a_moved_lease_and_the_client_left_on_the_standby():
+    import time
+    from netfo.build import Builder
+    b = Builder(None, "ens10")
+    now = time.monotonic()
+    b.journal = {"standby": {"addrs": [
+        dict(entry(120, 120, read_at=now), address="192.0.2.10"),
+        dict(entry(FOREVER, FOREVER, read_at=now), address="192.0.2.11")]}}
+    b.listening = [(4242, "dhclient")]
+    b._advise("ens10nsby")
+    lease, client = b.notes
+    assert "192.0.2.10/24 (valid 119 s)" in lease or "192.0.2.10/24 (valid 120 s)" in lease
+    assert "192.0.2.11" not in lease                # permanent: nothing to renew
+    assert client.startswith("dhclient (pid 4242) still listens on ens10nsby")
+
+
+def test_no_note_without_a_lease():
+    from netfo.build import Builder
+    b = Builder(None, "ens10")
+    b.journal = {"standby": {"addrs": [entry(FOREVER, FOREVER)]}}
+    b._advise("ens10nsby")
+    assert b.notes == []
