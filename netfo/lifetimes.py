@@ -21,7 +21,7 @@ def finite(seconds: Optional[int]) -> bool:
     return seconds is not None and seconds != FOREVER
 
 
-def left(recorded: Optional[int], read_at: Optional[float],
+def left(recorded: Optional[float], read_at: Optional[float],
          now: Optional[float] = None) -> Optional[int]:
     """Seconds left of a lifetime that had `recorded` seconds at monotonic
     time read_at; FOREVER stays FOREVER (None: an old journal's entry,

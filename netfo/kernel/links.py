@@ -195,8 +195,8 @@ def addresses(ipr: IPRoute, index: int) -> list:
     the MAC, on whichever interface has IPv6 enabled.
     """
     out = []
+    read_at = time.monotonic()     # before the read: the sum can only err shorter
     msgs = ipr.get_addr(index=index)
-    read_at = time.monotonic()
     for msg in msgs:
         addr = msg.get_attr("IFA_ADDRESS")
         if msg["family"] == 10 and ipaddress.ip_address(addr).is_link_local:
@@ -259,8 +259,8 @@ def routes(ipr: IPRoute, index: int) -> list:
     read_at), as addresses keep their lifetimes."""
     out = []
     for family in (2, 10):
-        msgs = ipr.route("dump", family=family)
         read_at = time.monotonic()
+        msgs = ipr.route("dump", family=family)
         for msg in msgs:
             if msg.get_attr("RTA_OIF") != index:
                 continue
@@ -278,7 +278,7 @@ def routes(ipr: IPRoute, index: int) -> list:
             }
             expires = (msg.get_attr("RTA_CACHEINFO") or {}).get("rta_expires", 0)
             if family == 10 and expires > 0:     # clock ticks (USER_HZ); 0: none
-                route["expires"] = max(1, expires // os.sysconf("SC_CLK_TCK"))
+                route["expires"] = expires / os.sysconf("SC_CLK_TCK")
                 route["read_at"] = read_at
             out.append(route)
     return out

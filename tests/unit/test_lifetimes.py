@@ -91,3 +91,9 @@ def test_no_note_without_a_lease():
     b.journal = {"standby": {"addrs": [entry(FOREVER, FOREVER)]}}
     b._advise("ens10nsby")
     assert b.notes == []
+
+
+def test_a_route_expiry_in_fractions_rounds_down():
+    # RTA_CACHEINFO's rta_expires is in clock ticks: 0.5 s left is none left
+    assert lifetimes.left(0.5, 10.0, now=10.0) == 0
+    assert lifetimes.left(299.99, 10.0, now=11.0) == 298
