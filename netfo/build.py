@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from typing import Callable, NamedTuple, Optional
 
 from pyroute2 import IPRoute
 
-from . import control, journal, privileges
+from . import control, journal, lifetimes, privileges
 from .errors import NetfoError
 from .group import Group, Link, Role
-from .kernel import links, tap
+from .kernel import links, listeners, tap
 
 log = logging.getLogger("netfo")
 
@@ -147,6 +148,18 @@ class Builder:
         self.journal: dict = {}
         self.tap_fd = -1
         self.master_index = 0
+        self.listening: list = []           # (pid, comm): packet sockets on the NIC
+        self.notes: list = []               # what `up` tells the operator to do
+
+    def look_for_listeners(self) -> None:
+        """Note the programs with a packet socket on the NIC (a DHCP client):
+        before the daemon drops its capabilities, since reading another
+        root process's fds needs them all."""
+        try:
+            index = socket.if_nametoindex(self.ifname)
+        except OSError:
+            return
+        self.listening = listeners.on_link(index)
 
     def step(self, what: str, undo: Callable[[], None]) -> None:
         self.undo.append((what, undo))
@@ -200,7 +213,26 @@ class Builder:
         links.add_routes(self.ipr, self.master_index, self.journal["standby"]["routes"])
         self.journal["moved"] = True
         self.save()
+        self._advise(sby_name)
         return self.master_index
+
+    def _advise(self, sby_name: str) -> None:
+        """Say what the operator must do about leases that moved with their
+        lifetimes, and about programs left listening on the standby."""
+        leased = [(a, lifetimes.remaining(a)) for a in links.leased(self.journal["standby"]["addrs"])]
+        if leased:
+            what = ", ".join(f"{a['address']}/{a['prefixlen']} (valid "
+                             f"{lifetimes.describe(left[0]) if left else 'expired'})"
+                             for a, left in leased)
+            self.notes.append(f"{self.ifname}: moved with what is left of its lifetime: {what}; "
+                              f"its DHCP client (or SLAAC) must renew it on {self.ifname}, the "
+                              f"master: restart the client there (README: DHCP)")
+        for pid, comm in self.listening:
+            self.notes.append(f"{comm} (pid {pid}) still listens on {sby_name}, the standby "
+                              f"(a packet socket bound to the NIC): it hears nothing once the "
+                              f"primary carries traffic; restart it on {self.ifname}")
+        for note in self.notes:
+            log.warning("%s", note)
 
     def keep_journal(self) -> None:
         """From now on a failure, or down, restores what the journal says."""

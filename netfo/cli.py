@@ -57,7 +57,7 @@ def cmd_up(args) -> int:
         logging.exception("up failed")
         return 1
     try:
-        d.serve(ready=lambda: _tell(ready_fd, "ok"))
+        d.serve(ready=lambda: _tell(ready_fd, "\n".join(["ok", *d.builder.notes])))
     finally:
         restored = _down(d, args.ifname)
     if not restored:
@@ -111,8 +111,11 @@ def _spawn_daemon(args, config: Config, takeover: bool = False) -> int:
     os.close(wr)
     with os.fdopen(rd) as f:
         line = f.readline().strip()
+        rest = f.readlines() if line == "ok" else []
     if line == "ok":
         print(f"netfo: {args.ifname} is {'restarted' if takeover else 'up'} (daemon log: {path})")
+        for note in rest:           # what the operator has to do now (a DHCP client)
+            print(f"netfo: note: {note.strip()}")
         return 0
     if line.startswith("error: "):
         msg = line[len("error: "):]

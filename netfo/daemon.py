@@ -95,6 +95,7 @@ class Daemon:
 
     def up(self) -> None:
         """Build the master; on any failure leave the machine as it was."""
+        self.builder.look_for_listeners()
         privileges.drop_for_daemon()        # before any thread: capabilities are per thread
         try:
             self._up()

@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import logging
+import os
 import socket
 import struct
+import time
 from typing import Iterable, Optional
 
 from pyroute2 import IPRoute
+from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import RTMGRP_LINK
+from pyroute2.netlink.rtnl import RTM_NEWADDR, RTMGRP_LINK
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 
+from .. import lifetimes
 from ..errors import NetfoError
 from .command import run
 from ..group import Link
@@ -27,6 +33,8 @@ RT_TABLE_LOCAL = 255
 # Routes the kernel or router advertisements made: they come back by
 # themselves and must not be copied as static routes.
 AUTO_PROTOS = {2, 9}          # RTPROT_KERNEL, RTPROT_RA
+
+log = logging.getLogger("netfo")
 
 
 def link_from_msg(msg) -> Link:
@@ -208,44 +216,81 @@ def set_qdisc_noqueue(name: str) -> None:
 # -- addresses and routes ----------------------------------------------------
 
 def addresses(ipr: IPRoute, index: int) -> list:
-    """Addresses to carry between standby and master.
+    """Addresses to carry between standby and master, each with its
+    lifetimes as the kernel has them now (seconds left, FOREVER for a
+    permanent one) and the monotonic time of this read: see lifetimes.py.
 
     IPv6 link-local addresses are left out: the kernel makes them itself from
     the MAC, on whichever interface has IPv6 enabled.
     """
     out = []
-    for msg in ipr.get_addr(index=index):
+    read_at = time.monotonic()     # before the read: the sum can only err shorter
+    msgs = ipr.get_addr(index=index)
+    for msg in msgs:
         addr = msg.get_attr("IFA_ADDRESS")
         if msg["family"] == 10 and ipaddress.ip_address(addr).is_link_local:
             continue
+        ci = msg.get_attr("IFA_CACHEINFO") or {}
         out.append({
             "family": msg["family"],
             "address": msg.get_attr("IFA_LOCAL") or addr,
             "prefixlen": msg["prefixlen"],
             "broadcast": msg.get_attr("IFA_BROADCAST"),
             "flags": msg.get_attr("IFA_FLAGS") or msg["flags"],
+            "valid": ci.get("ifa_valid", lifetimes.FOREVER),
+            "preferred": ci.get("ifa_preferred", lifetimes.FOREVER),
+            "read_at": read_at,
         })
     return out
 
 
+def leased(addrs: Iterable[dict]) -> list:
+    """The addresses that someone (a DHCP client, SLAAC) keeps alive."""
+    return [a for a in addrs if lifetimes.finite(a.get("valid"))]
+
+
 def add_addresses(ipr: IPRoute, index: int, addrs: Iterable[dict], extra_flags: int = 0) -> None:
+    """Add each address with what is left of its lifetimes (a permanent one
+    stays permanent); one that expired since it was read is left out, and
+    said so.  pyroute2's addr() drops lifetimes in some versions, hence the
+    message built here."""
     for a in addrs:
-        kw = {"index": index, "address": a["address"], "prefixlen": a["prefixlen"],
-              "family": a["family"], "flags": (a["flags"] or 0) | extra_flags}
+        where = f"{a['address']}/{a['prefixlen']}"
+        left = lifetimes.remaining(a)
+        if left is None:
+            log.warning("%s expired (its lease ran out) since it was read: not added back", where)
+            continue
+        valid, preferred = left
+        flags = (a["flags"] or 0) | extra_flags
+        msg = ifaddrmsg()
+        msg["family"], msg["prefixlen"], msg["index"] = a["family"], a["prefixlen"], index
+        msg["flags"] = flags & 0xFF
+        attrs = [("IFA_ADDRESS", a["address"]), ("IFA_FLAGS", flags)]
+        if a["family"] == socket.AF_INET:
+            attrs.append(("IFA_LOCAL", a["address"]))
         if a.get("broadcast"):
-            kw["broadcast"] = a["broadcast"]
+            attrs.append(("IFA_BROADCAST", a["broadcast"]))
+        if lifetimes.finite(valid):
+            attrs.append(("IFA_CACHEINFO", {"ifa_preferred": preferred, "ifa_valid": valid,
+                                            "cstamp": 0, "tstamp": 0}))
+        msg["attrs"] = attrs
         try:
-            ipr.addr("add", **kw)
+            ipr.nlm_request(msg, msg_type=RTM_NEWADDR,
+                            msg_flags=NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
         except NetlinkError as e:
             if e.code != errno.EEXIST:
-                raise NetfoError(f"cannot add address {a['address']}/{a['prefixlen']}: {e}") from None
+                raise NetfoError(f"cannot add address {where}: {e}") from None
 
 
 def routes(ipr: IPRoute, index: int) -> list:
-    """Routes through index that a user or DHCP made (all tables, both families)."""
+    """Routes through index that a user or DHCP made (all tables, both
+    families); an IPv6 route that expires keeps its expiry (seconds left at
+    read_at), as addresses keep their lifetimes."""
     out = []
     for family in (2, 10):
-        for msg in ipr.route("dump", family=family):
+        read_at = time.monotonic()
+        msgs = ipr.route("dump", family=family)
+        for msg in msgs:
             if msg.get_attr("RTA_OIF") != index:
                 continue
             table = msg.get_attr("RTA_TABLE") or msg["table"]
@@ -260,16 +305,26 @@ def routes(ipr: IPRoute, index: int) -> list:
                 "priority": msg.get_attr("RTA_PRIORITY"),
                 "prefsrc": msg.get_attr("RTA_PREFSRC"),
             }
+            expires = (msg.get_attr("RTA_CACHEINFO") or {}).get("rta_expires", 0)
+            if family == 10 and expires > 0:     # clock ticks (USER_HZ); 0: none
+                route["expires"] = expires / os.sysconf("SC_CLK_TCK")
+                route["read_at"] = read_at
             out.append(route)
     return out
 
 
 def add_routes(ipr: IPRoute, index: int, rts: Iterable[dict]) -> None:
     for r in rts:
-        kw = {k: v for k, v in r.items() if v is not None}
+        kw = {k: v for k, v in r.items() if v is not None and k not in ("expires", "read_at")}
         kw["oif"] = index
         if "dst" not in kw:
             kw["dst"] = "default" if r["family"] == 2 else "::/0"
+        if r.get("expires"):
+            left = lifetimes.left(r["expires"], r.get("read_at"))
+            if left == 0:
+                log.warning("route %s expired since it was read: not added back", kw["dst"])
+                continue
+            kw["RTA_EXPIRES"] = struct.pack("=I", left)     # pyroute2 types it as raw bytes
         try:
             ipr.route("add", **kw)
         except NetlinkError as e:
