@@ -415,7 +415,7 @@ class Daemon:
         if self.loop_fd is None:
             self._follow_loop(counters=True)
         self.slaves.follow_lists(self.master_index)
-        # in case an announcement was missed, and for disable_ipv6 (none)
+        # in case an announcement was lost, and for the sysctls (never announced)
         self.slaves.keep_silent()
 
     def _nft_changed(self) -> None:

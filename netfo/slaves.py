@@ -82,7 +82,8 @@ class Slaves:
                           "mtu": link.mtu, "was_up": link.up,
                           "chain": silence.chain_name(link.index),
                           "max_sizes": links.max_sizes(self.ipr, link.index)}
-        # (a journal of a netfo that did not set them all: as they are now)
+        # the sysctls silencing changes (an older netfo's entry lacks some:
+        # those are as they were before it)
         for key, value in silence.saved(link.name).items():
             entry.setdefault(key, value)
         entry.update(name=link.name, role=str(role))
@@ -186,14 +187,14 @@ class Slaves:
         firewalld) or a sysctl reload took from the slaves.  cause: who
         removed something of our table, as nftables announced it; None on
         the periodic check, which catches what has no announcement
-        (disable_ipv6) or whose announcement was lost."""
+        (the sysctls) or whose announcement was lost."""
         fixed = self.silencer.repair([(s.name, s.index) for s in self.held.values()])
         if not fixed:
             return
         self.reinstalls += 1
         cause = cause or "periodic check"
-        log.warning("%s: the slaves' silencing was removed (cause: %s): re-installed %s", self.ifname,
-                    cause, ", ".join(fixed))
+        log.warning("%s: the slaves' silencing was removed (cause: %s): re-installed %s",
+                    self.ifname, cause, ", ".join(fixed))
         e = self.events.record("firewall", restored=fixed, cause=cause)
         self.last_reinstall = e["time"]
 

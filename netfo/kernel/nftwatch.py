@@ -8,7 +8,7 @@ NFT_MSG_DELCHAIN message whose first attribute (NFTA_TABLE_NAME,
 NFTA_CHAIN_TABLE: both type 1) names the table.  Whether a chain is there
 is asked over netlink too (NFT_MSG_GETCHAIN): no `nft` process per check;
 and what is missing is put back over netlink (one NFT_MSG_NEWTABLE/NEWCHAIN
-batch, well under a millisecond, where running `nft` takes 5 to 15).
+batch, well under a millisecond, where running `nft` takes 5 to 15 ms).
 
 Message layout (include/uapi/linux/netfilter/nfnetlink.h, nf_tables.h):
 nlmsghdr (16 bytes), nfgenmsg (family u8, version u8, res_id be16), then
@@ -41,7 +41,7 @@ NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME = 1, 3
 NLMSG_ERROR = 2
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_CREATE = 0x1, 0x4, 0x400
 _HDR = struct.Struct("=IHHII")          # nlmsghdr
-_NFGEN = struct.Struct("=BBH")          # nfgenmsg (res_id is big-endian, unused here)
+_NFGEN = struct.Struct("=BBH")          # nfgenmsg (res_id: big-endian, htons)
 _ATTR = struct.Struct("=HH")
 
 
