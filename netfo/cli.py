@@ -252,6 +252,11 @@ def format_status(st: dict) -> str:
     when = (f" (last {time.strftime('%H:%M:%S', time.localtime(last))}, "
             f"{time.time() - last:.1f} s ago)") if last else ""
     lines.append(f"  failovers: {st['failovers']}{when}")
+    sil = st.get("silence") or {}
+    if sil.get("reinstalls"):
+        lines.append(f"  silencing re-installed: {sil['reinstalls']} "
+                     f"(last {time.strftime('%H:%M:%S', time.localtime(sil['last']))}; "
+                     f"a firewall or sysctl reload had removed it)")
     return "\n".join(lines)
 
 

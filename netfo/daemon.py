@@ -38,7 +38,7 @@ except ImportError as e:            # say it in one line: this is an install pro
                      "reinstall netfo where a C compiler and the Python headers are "
                      "installed (apt-get install gcc python3-dev)") from None
 from .group import Decision, Enslave, Group, Ignore, Release, Role
-from .kernel import links, master, tap
+from .kernel import links, master, nftwatch, tap
 from .probe import Prober
 from .server import Server
 from .service import Service
@@ -84,6 +84,8 @@ class Daemon:
         self.loop_fd: Optional[int] = None      # the loop's event fd, when it has one
         self.loop_error: Optional[BaseException] = None
         self.sel: Optional[selectors.BaseSelector] = None
+        self.nft_watch: Optional[nftwatch.Watch] = None
+        self.nft_cause: Optional[str] = None    # who removed our nft table or chains
         self.next_probe = 0.0
         self.stop = threading.Event()
         self.started = time.time()
@@ -435,6 +437,13 @@ class Daemon:
         if self.loop_fd is None:
             self._follow_loop(counters=True)
         self.slaves.follow_lists(self.master_index)
+        # in case an announcement was lost, and for the sysctls (never announced)
+        self.slaves.keep_silent()
+
+    def _nft_changed(self) -> None:
+        cause = self.nft_watch.drain()
+        if cause is not None:
+            self.nft_cause = cause
 
     def _loop_event(self) -> None:
         try:
@@ -499,6 +508,10 @@ class Daemon:
             self.exporter.attach(sel)   # the same for the metrics endpoint
         for role, sock in self.slaves.observers.items():
             sel.register(sock, selectors.EVENT_READ, ("probe", role))
+        # a firewall reload that removes the slaves' silencing is undone
+        # as soon as nftables announces it (Slaves.keep_silent)
+        self.nft_watch = nftwatch.Watch(self.slaves.silencer.table)
+        sel.register(self.nft_watch, selectors.EVENT_READ, "nft")
         event_fd = getattr(self.dp, "event_fd", None)      # a datapath that has one
         if event_fd is not None:
             self.loop_fd = event_fd()
@@ -531,11 +544,16 @@ class Daemon:
                     self._netlink()
                 elif key.data == "loop":
                     self._guarded(self._loop_event)
+                elif key.data == "nft":
+                    self._guarded(self._nft_changed)
             self.server.expire()
             if self.exporter is not None:
                 self.exporter.expire()
             if self.stop.is_set() or not self.master_index:
                 continue
+            if self.nft_cause is not None:
+                cause, self.nft_cause = self.nft_cause, None
+                self._guarded(self.slaves.keep_silent, cause)
             if miimon:
                 self._guarded(self._poll_carrier)
             if self.notify_due:
@@ -551,6 +569,8 @@ class Daemon:
                 self._guarded(self._tick)
         self.service.stopping()
         sel.close()
+        self.nft_watch.close()
+        self.slaves.silencer.close()
         self.sel = self.slaves.selector = None
 
     @staticmethod

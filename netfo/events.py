@@ -11,6 +11,10 @@ the demo and the failover bench read, so it only ever grows):
     mtu         mtu
     mac-revert  mac (the MAC someone set on the master, now reverted)
     path        role, slave, up (bool)
+    firewall    restored (list of what was missing and is back: "nft chain
+                netfo_ens10 in_3 (ens11)", "disable_ipv6 on ens11"), cause
+                (who removed it, as nftables announced: "nft (pid 812)";
+                or "lost notifications", "periodic check")
 The monotonic time lets a reader ask for what is newer than what it has
 seen (`since`), the wall time lets people read it.
 """
@@ -21,7 +25,7 @@ import time
 import json
 from typing import Callable, Iterator, Optional
 
-KINDS = ("switch", "carrier", "enslave", "release", "mtu", "mac-revert", "path")
+KINDS = ("switch", "carrier", "enslave", "release", "mtu", "mac-revert", "path", "firewall")
 RING = 1000
 
 
@@ -74,6 +78,9 @@ def describe(e: dict) -> str:
         return f"{master} MAC change to {e.get('mac')} reverted"
     if kind == "path":
         return f"{e.get('role')} path {'up' if e.get('up') else 'down'} ({e.get('slave')})"
+    if kind == "firewall":
+        return (f"{master} slaves' silencing re-installed: {', '.join(e.get('restored') or [])}"
+                f" (cause: {e.get('cause')})")
     # a kind newer than this reader
     return f"{kind} " + json.dumps({k: v for k, v in e.items()
                                     if k not in ("time", "mono", "master", "kind")})

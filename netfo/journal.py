@@ -105,7 +105,7 @@ def restore_slave(ipr: IPRoute, index: int, entry: dict, gone: bool = False) -> 
     link = None if gone else links.get(ipr, index=index)
     # By its name now: the user (udev) may have renamed it meanwhile.
     name = link.name if link is not None else entry["name"]
-    Silencer(entry["master"]).unsilence(name, None if link is None else entry["disable_ipv6"],
+    Silencer(entry["master"]).unsilence(name, None if link is None else entry,
                                         chain=slave_chain(entry))
     if link is None:
         return

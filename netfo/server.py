@@ -386,6 +386,10 @@ class Server:
             "failovers": g.failovers,
             "loop_switches": master["link_holds"] + master["send_failovers"],
             "last_failover": g.last_failover,
+            # the slaves' nft chains / sysctls put back after a firewall or
+            # sysctl reload removed them (wall time of the last, or None)
+            "silence": {"table": d.slaves.silencer.table, "reinstalls": d.slaves.reinstalls,
+                        "last": d.slaves.last_reinstall},
             "pid": os.getpid(),
             "netfo_version": __version__,
             "since": d.started,

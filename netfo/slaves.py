@@ -51,6 +51,8 @@ class Slaves:
         self.selector: Optional[selectors.BaseSelector] = None   # set while serving
         self.mcast: frozenset = frozenset()
         self.promisc = False
+        self.reinstalls = 0                     # firewall reloads undone (status)
+        self.last_reinstall: Optional[float] = None     # wall time of the last
 
     def __contains__(self, role: Role) -> bool:
         return role in self.held
@@ -79,8 +81,11 @@ class Slaves:
         entry = prior or {"master": self.ifname, "name": link.name, "role": str(role),
                           "mtu": link.mtu, "was_up": link.up,
                           "chain": silence.chain_name(link.index),
-                          "disable_ipv6": silence.sysctl_get(6, link.name, "disable_ipv6"),
                           "max_sizes": links.max_sizes(self.ipr, link.index)}
+        # the sysctls silencing changes (an older netfo's entry lacks some:
+        # those are as they were before it)
+        for key, value in silence.saved(link.name).items():
+            entry.setdefault(key, value)
         entry.update(name=link.name, role=str(role))
         self.journal["slaves"][str(link.index)] = entry
         self.builder.save()
@@ -176,6 +181,22 @@ class Slaves:
             self.observers[role] = sock
             if self.selector is not None:
                 self.selector.register(sock, selectors.EVENT_READ, ("probe", role))
+
+    def keep_silent(self, cause: Optional[str] = None) -> None:
+        """Put back the silencing a firewall reload (`nft flush ruleset`,
+        firewalld) or a sysctl reload took from the slaves.  cause: who
+        removed something of our table, as nftables announced it; None on
+        the periodic check, which catches what has no announcement
+        (the sysctls) or whose announcement was lost."""
+        fixed = self.silencer.repair([(s.name, s.index) for s in self.held.values()])
+        if not fixed:
+            return
+        self.reinstalls += 1
+        cause = cause or "periodic check"
+        log.warning("%s: the slaves' silencing was removed (cause: %s): re-installed %s",
+                    self.ifname, cause, ", ".join(fixed))
+        e = self.events.record("firewall", restored=fixed, cause=cause)
+        self.last_reinstall = e["time"]
 
     # -- what the master sets, copied or policed -----------------------------
 

@@ -2,10 +2,20 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import Optional
 
 from ..errors import NetfoError
+from . import nftwatch
 from .command import run
+
+
+def _exists(index: int) -> bool:
+    try:
+        socket.if_indextoname(index)
+    except OSError:
+        return False
+    return True
 
 
 def sysctl_path(family: int, name: str, key: str) -> str:
@@ -40,6 +50,18 @@ def _nft(*commands: dict) -> None:
     run(["nft", "-j", "-f", "-"], stdin=json.dumps({"nftables": list(commands)}))
 
 
+# What silencing sets on a slave, by sysctl: (family, key, value).  The
+# journal keeps each one's old value under its key.  "0" is the one value
+# that lets the slave's stack through (any rp_filter drops here: see below).
+SYSCTLS = ((6, "disable_ipv6", "1"), (4, "rp_filter", "1"), (4, "arp_ignore", "1"))
+
+
+def saved(name: str) -> dict:
+    """name's sysctls that silencing changes, as they are now (journalled
+    before they change; None: the link has no such setting)."""
+    return {key: sysctl_get(family, name, key) for family, key, _ in SYSCTLS}
+
+
 class Silencer:
     """Keeps a slave's own IP stack out of the way of the master.
 
@@ -50,30 +72,62 @@ class Silencer:
     slave; ETH_P_ALL packet sockets see the frames before that hook, so
     netfo still gets them.  disable_ipv6 keeps the slave from sending DAD,
     RS and MLD with the shared MAC.
+
+    A firewall reload (`nft flush ruleset`) removes the table until netfo
+    puts it back (repair): for those milliseconds IPv4 is held off by
+    sysctls no firewall touches.  A slave has no IPv4 address, so any
+    rp_filter (1 or 2: the kernel takes the larger of all's and the
+    link's) drops a packet whose source is not routed through it, which
+    is every packet for the master: no echo reply, no TCP RST, and no ARP
+    reply (ARP answers only what passes that route check; arp_ignore=1
+    makes sure).
     """
 
     def __init__(self, master: str):
         self.table = f"netfo_{master}"
+        self._query: Optional[nftwatch.Query] = None
 
-    def silence(self, name: str, index: int) -> Optional[str]:
-        """Silence the link index (named name now); returns its old
-        disable_ipv6, for unsilence()."""
+    def silence(self, name: str, index: int) -> None:
+        """Silence the link index (named name now); what it changes must
+        be journalled (saved()) before."""
         chain = chain_name(index)
         self._drop_chain(chain)     # one left behind by a daemon that died
-        old = sysctl_get(6, name, "disable_ipv6")
-        if old is not None:
-            sysctl_set(6, name, "disable_ipv6", "1")
+        _set_sysctls(name)
         _nft({"add": {"table": {"family": "netdev", "name": self.table}}},
              {"add": {"chain": {"family": "netdev", "table": self.table, "name": chain,
                                 "type": "filter", "hook": "ingress", "dev": name,
                                 "prio": -500, "policy": "drop"}}})
-        return old
 
-    def unsilence(self, name: str, old_disable_ipv6: Optional[str], chain: str) -> None:
-        """chain: the chain's name as the journal recorded it."""
+    def repair(self, held: list) -> list:
+        """What a firewall or sysctl reload took away from the slaves in
+        held ((name, ifindex) pairs), put back; returns what was missing,
+        for the log (empty: all was in place).  A link that is gone is
+        left to its removal's netlink event."""
+        if self._query is None:
+            self._query = nftwatch.Query()
+        missing, fixed = [], []
+        try:
+            for name, index in held:
+                if not _exists(index):
+                    continue
+                if not self._query.has_chain(self.table, chain_name(index)):
+                    missing.append((name, chain_name(index)))
+                fixed += [f"{key} on {name}" for key in _set_sysctls(name)]
+            if missing:
+                # over netlink: `nft` would take 5 to 15 ms, a window in
+                # which only the sysctls hold the slaves' stacks back
+                self._query.add_chains(self.table, missing)
+        except OSError as e:
+            raise NetfoError(str(e)) from None
+        return [f"nft chain {self.table} {chain} ({name})" for name, chain in missing] + fixed
+
+    def unsilence(self, name: str, old: Optional[dict], chain: str) -> None:
+        """old: the journal entry with the sysctls' old values (None: the
+        link is gone); chain: the chain's name as the journal recorded it."""
         self._drop_chain(chain)
-        if old_disable_ipv6 is not None:
-            sysctl_set(6, name, "disable_ipv6", old_disable_ipv6)
+        for family, key, _ in SYSCTLS:
+            if old and old.get(key) is not None:
+                sysctl_set(family, name, key, old[key])
 
     def _drop_chain(self, chain: str) -> None:
         try:
@@ -81,8 +135,24 @@ class Silencer:
         except NetfoError:
             pass
 
+    def close(self) -> None:
+        if self._query is not None:
+            self._query.close()
+            self._query = None
+
     def destroy(self) -> None:
         try:
             _nft({"delete": {"table": {"family": "netdev", "name": self.table}}})
         except NetfoError:
             pass
+
+
+def _set_sysctls(name: str) -> list:
+    """Silencing's sysctls on name where they let the stack through; the
+    keys set."""
+    done = []
+    for family, key, value in SYSCTLS:
+        if sysctl_get(family, name, key) == "0":
+            sysctl_set(family, name, key, value)
+            done.append(key)
+    return done
