@@ -46,6 +46,8 @@ FAMILIES = (
      "Unix time of the last switch of the transmitting slave (absent before the first)"),
     ("netfo_loop_switches_total", "counter",
      "Times the forwarding loop left a slave by itself before the control plane decided"),
+    ("netfo_silence_reinstalls_total", "counter",
+     "Times netfo put back the slaves' silencing (nft table/chains, sysctls) after a firewall or sysctl reload removed it"),
     ("netfo_forced", "gauge",
      "1 for the role `netfo set IF active ROLE` forces, 0 otherwise"),
     ("netfo_slave_up", "gauge",
@@ -110,6 +112,8 @@ def _samples(st: dict) -> Iterable[tuple]:
         yield "netfo_last_failover_timestamp_seconds", master, float(st["last_failover"])
     if "loop_switches" in st:
         yield "netfo_loop_switches_total", master, st["loop_switches"]
+    if st.get("silence"):
+        yield "netfo_silence_reinstalls_total", master, st["silence"]["reinstalls"]
     for role in ("primary", "standby"):
         yield "netfo_forced", {**master, "role": role}, st.get("forced") == role
     for sl in st["slaves"]:

@@ -45,6 +45,7 @@ def sample(name="ens10", probing=False):
         "probe": {"targets": ["192.0.2.1"] if probing else [], "interval_ms": 100, "missed": 3},
         "events": [], "failovers": 1, "loop_switches": 1, "last_failover": 1764640000.5,
         "pid": 4242, "since": 1764639000.25, "adopted": False, "argv": [],
+        "silence": {"table": "netfo_" + name, "reinstalls": 2, "last": 1764640100.0},
     }
 
 
@@ -96,6 +97,7 @@ def test_values_are_the_status_counters():
     assert value(fams, "netfo_master_carrier", **m) == 1
     assert value(fams, "netfo_info", version="0.1.0", **m) == 1
     assert value(fams, "netfo_forced", role="primary", **m) == 0
+    assert value(fams, "netfo_silence_reinstalls", **m) == 2
     # counters carry _total on the wire
     assert {s.name for s in fams["netfo_failovers"].samples} == {"netfo_failovers_total"}
 
