@@ -14,6 +14,7 @@ import time
 from typing import Iterator, Optional, Tuple
 
 from . import __version__
+from .events import KINDS
 
 
 # -- the parser, walked (completion.py reads it the same way) ---------------
@@ -126,8 +127,9 @@ standby does) or 2 (nothing transmits, or no daemon).
 .SH EVENTS
 \fBnetfo events\fR \fIIFNAME\fR \fB\-\-json\fR prints one JSON object per line,
 \fB{"time": \fR\fIwall_s\fR\fB, "mono": \fR\fImonotonic_s\fR\fB, "master": \fR\fIIFNAME\fR\fB, "kind": \fR\fIK\fR\fB, ...}\fR,
-of kinds switch, carrier, enslave, release, mtu, mac\-revert, path (and any
-kind a newer daemon adds).
+of kinds
+%(kinds)s
+(and any kind a newer daemon adds).
 With \fB\-\-follow\fR the daemon pushes each event as it records it; the
 command ends when the master goes down and follows the new daemon across
 \fBnetfo restart\fR.
@@ -183,7 +185,8 @@ def render(parser: argparse.ArgumentParser) -> str:
         if subcommands(sub):
             out += [".PP", "Commands: " + ", ".join(subcommands(sub)) + " (below)."]
         out += _describe(sub)
-    return "\n".join(out) + STATIC
+    kinds = ", ".join(k.replace("-", "\\-") for k in KINDS)
+    return "\n".join(out) + STATIC % {"kinds": kinds}
 
 
 def main(argv=None) -> int:
