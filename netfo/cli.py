@@ -304,19 +304,17 @@ def format_event(e: dict) -> str:
 
 
 def cmd_events(args) -> int:
-    since = None                            # monotonic time of the newest event printed
-    followed = False
-    while True:
-        if followed and not control.running(args.ifname):
-            return 0                        # the master went down: nothing more will come
-        for e in _ask(args.ifname, "events", **({} if since is None else {"since": since}))["events"]:
-            # JSON lines: compact whatever -p says, one event per line
-            print(json.dumps(e) if args.json else format_event(e), flush=True)
-            since = e.get("mono", since)
-        if not args.follow:
-            return 0
-        followed = True
-        time.sleep(0.2)
+    """The ring (its last 1000 events); with --follow, then each new event
+    as the daemon pushes it, until the master goes down (control.follow)."""
+    show = (lambda e: json.dumps(e)) if args.json else format_event
+    stream = control.follow(args.ifname) if args.follow else \
+        _ask(args.ifname, "events")["events"]
+    try:
+        for e in stream:
+            print(show(e), flush=True)
+    except BrokenPipeError:                 # `| head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
 
 
 # ---------------------------------------------------------------- main
@@ -394,7 +392,8 @@ def parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("events", help="what happened to the master: switches (with reasons), "
                         "carrier, slaves enslaved and released, MTU, MAC, paths")
     ev.add_argument("ifname")
-    ev.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    ev.add_argument("--follow", "-f", action="store_true", help="then print each new event as "
+                    "the daemon pushes it, until the master goes down (follows a netfo restart)")
     output_options(ev, argparse.SUPPRESS, pretty=False,
                    what="one JSON object per line (compact, whatever -p says)")
     ev.set_defaults(fn=cmd_events)

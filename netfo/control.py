@@ -1,4 +1,5 @@
-"""The daemon's control socket: one JSON request, one JSON reply.
+"""The daemon's control socket: one JSON request, one JSON reply (or, to
+follow the events, a stream of them: `follow`).
 
 The socket is abstract, and abstract Unix sockets belong to the network
 namespace that made them: one guest per namespace can run `netfo up ens10`
@@ -17,7 +18,8 @@ import os
 import signal
 import socket
 import struct
-from typing import NamedTuple, Optional
+import time
+from typing import Iterator, NamedTuple, Optional
 
 from .errors import NetfoError
 from .privileges import CAP_NET_ADMIN
@@ -148,17 +150,10 @@ def request(ifname: str, cmd: str, timeout: float = 10.0, **args) -> Optional[di
     """Ask the daemon for ifname; None when no daemon serves that name.
     UntrustedServer (a NetfoError: one line) when a non-root process holds
     the name."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    s.settimeout(timeout)
-    try:
-        s.connect(address(ifname))
-    except (ConnectionRefusedError, FileNotFoundError):
-        s.close()
+    s = _connect(ifname, timeout)
+    if s is None:
         return None
     with s:
-        why = untrusted_server(s, ifname)
-        if why is not None:
-            raise UntrustedServer(why)
         s.sendall(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
@@ -167,6 +162,78 @@ def request(ifname: str, cmd: str, timeout: float = 10.0, **args) -> Optional[di
                 break
             data += chunk
     return json.loads(data) if data else {"error": "daemon closed the connection"}
+
+
+HANDOVER_WAIT = 10.0    # s a follower waits for the daemon that took the master over
+
+
+def _connect(ifname: str, timeout: Optional[float]) -> Optional[socket.socket]:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    s.settimeout(timeout)
+    try:
+        s.connect(address(ifname))
+    except (ConnectionRefusedError, FileNotFoundError):
+        s.close()
+        return None
+    why = untrusted_server(s, ifname)
+    if why is not None:
+        s.close()
+        raise UntrustedServer(why)
+    return s
+
+
+def follow(ifname: str, since: Optional[float] = None,
+           handover_wait: float = HANDOVER_WAIT) -> Iterator[dict]:
+    """The master's events as the daemon records them: first those of its
+    ring newer than since (monotonic s; all when None), then each new one,
+    pushed by the daemon (server.py, "subscribers").  Ends when the daemon
+    goes down; across `netfo restart` it follows the new daemon, from the
+    last event seen.  NetfoError (one line): no daemon, an error from it
+    (this reader was too slow, an older daemon), or the daemon vanished."""
+    first = True
+    while True:
+        s = _connect(ifname, 10.0)
+        if s is None and not first:             # the new daemon binds once it has the master
+            deadline = time.monotonic() + handover_wait
+            while s is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+                s = _connect(ifname, 10.0)
+        if s is None:
+            raise NetfoError(f"netfo is not running on {ifname} in this network namespace"
+                             if first else f"{ifname}: no daemon took the master over within "
+                             f"{handover_wait:g} s of the handover")
+        first = False
+        with s:
+            req = {"cmd": "events", "follow": True, **({} if since is None else {"since": since})}
+            s.sendall(json.dumps(req).encode() + b"\n")
+            s.settimeout(None)                  # events come when they happen
+            end = None
+            for line in s.makefile("rb"):
+                if not line.endswith(b"\n"):
+                    break                       # cut short: the daemon died while writing
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(obj, dict):
+                    continue
+                if "error" in obj:
+                    err = str(obj["error"])
+                    if "unknown field 'follow'" in err:
+                        err = (f"the daemon on {ifname} is older than this netfo and cannot "
+                               f"push events: `netfo restart {ifname}` first")
+                    raise NetfoError(err)
+                if "end" in obj:
+                    end = obj["end"]
+                    break
+                if "mono" in obj:
+                    since = obj["mono"]
+                yield obj
+        if end == "handover":
+            continue
+        if end == "down":
+            return
+        raise NetfoError(f"the daemon on {ifname} went away without a word (see its log)")
 
 
 def running(ifname: str) -> bool:

@@ -589,10 +589,20 @@ class Daemon:
         """Stop forwarding and put everything back as before up() (after a
         handover: nothing, the master is the new daemon's)."""
         if self.handed_over:
+            self._end_subscribers("handover")
             return
-        self.service.forget_fds()
-        self.builder.unwind()
-        self.builder.restored()             # NetfoError: what is left to do (journal kept)
+        try:
+            self.service.forget_fds()
+            self.builder.unwind()
+            self.builder.restored()         # NetfoError: what is left to do (journal kept)
+        finally:
+            self._end_subscribers("down")   # after the releases: they saw those too
+
+    def _end_subscribers(self, why: str) -> None:
+        """`netfo events --follow` readers: their last line says why the
+        stream ends (a handover: the next daemon goes on with it)."""
+        if self.server is not None:
+            self.server.end(why)
 
     def _stop_datapath(self) -> None:
         self.dp.stop()

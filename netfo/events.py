@@ -17,16 +17,24 @@ the demo and the failover bench read, so it only ever grows):
                 or "lost notifications", "periodic check")
 The monotonic time lets a reader ask for what is newer than what it has
 seen (`since`), the wall time lets people read it.
+
+Listeners (the control server's subscribers, `netfo events --follow`) are
+called with each event as it is recorded, in the recording thread (the
+daemon's control loop): they must not block, and a failing one is logged,
+never passed on to the part that recorded the event.
 """
 from __future__ import annotations
 
 import collections
-import time
 import json
+import logging
+import time
 from typing import Callable, Iterator, Optional
 
 KINDS = ("switch", "carrier", "enslave", "release", "mtu", "mac-revert", "path", "firewall")
 RING = 1000
+
+log = logging.getLogger("netfo")
 
 
 class EventLog:
@@ -37,12 +45,18 @@ class EventLog:
         self.master = master
         self.clock, self.wall = clock, wall
         self._ring: collections.deque = collections.deque(maxlen=size)
+        self.listeners: list = []           # callables, each given every new event
 
     def record(self, kind: str, **fields) -> dict:
         assert kind in KINDS, kind              # the schema is a contract: no ad-hoc kinds
         e = {"time": self.wall(), "mono": self.clock(), "master": self.master, "kind": kind,
              **fields}
         self._ring.append(e)
+        for fn in list(self.listeners):
+            try:
+                fn(e)
+            except Exception:
+                log.exception("event listener failed (the event is recorded)")
         return e
 
     def since(self, mono: Optional[float] = None) -> list:

@@ -1,4 +1,5 @@
-"""The control server: one JSON request per connection, one JSON reply.
+"""The control server: one JSON request per connection, one JSON reply;
+or, for `{"cmd": "events", "follow": true}`, a subscription.
 
 Requests go through one handler table; `status` has a versioned schema
 (README: "netfo status --json").  The socket itself, the peers'
@@ -13,9 +14,21 @@ bounded in size, parsed and type-checked before any handler sees it
 (`parse_request`), and no handler's failure gets further than an error
 reply and the log.  Reading (`status`, `events`) is open to everyone in the
 namespace; everything else needs root or CAP_NET_ADMIN.
+
+A subscriber (`netfo events IF --follow`) gets the ring's events newer than
+its "since", then each new event as the EventLog records it, one JSON line
+each, pushed from the recording itself: its connection stays open, with no
+deadline, for as long as it reads.  What it has not read yet waits in a
+buffer of at most SUB_BUFFER bytes; one that lets it fill up is dropped
+(its last line says how many events it missed), so a reader can neither
+block the daemon nor make it grow.  When the daemon stops, each subscriber
+gets a last line {"end": "down"} or, when a new daemon took the master over
+(`netfo restart`), {"end": "handover"}: the client reconnects to the new one
+and goes on after the last event it saw (CLOCK_MONOTONIC is machine-wide).
 """
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import math
@@ -40,9 +53,11 @@ DEADLINE = 2.0                  # s from accept to the request's newline
 REPLY_DEADLINE = 5.0            # s for the client to read its reply
 MAX_CLIENTS = 64                # connections at once ...
 MAX_PER_USER = 8                # ... of which one non-root uid may hold this many
+SUB_BUFFER = 512 * 1024         # bytes a subscriber may leave unread (a full ring is ~200 KB)
+SUB_CHUNK = 64 * 1024           # bytes handed to one send()
 READS = frozenset({"status", "events"})       # open to every local user
 # Each command's fields and their JSON types (bool is no number here).
-FIELDS: dict = {"status": {}, "events": {"since": (int, float)},
+FIELDS: dict = {"status": {}, "events": {"since": (int, float), "follow": (bool,)},
                 "set": {"active": (str,)}, "down": {}, "handover": {}}
 
 
@@ -85,7 +100,7 @@ def parse_request(line: bytes) -> dict:
         types = fields.get(name)
         if types is None:
             raise RequestError(f"{cmd}: unknown field {name[:40]!r}")
-        if isinstance(value, bool) or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             want = " or ".join(sorted({_kind(t()) for t in types}))
             raise RequestError(f"{cmd}: {name} must be {want}, not {_kind(value)}")
     return req
@@ -114,9 +129,10 @@ class _Limited:
 
 class Conn:
     """One client: the bytes of its request so far and its deadline; then
-    the reply still to send."""
+    the reply still to send.  A subscriber ("live", or "closing" once it is
+    dropped or the daemon stops) also has the lines queued behind `out`."""
 
-    __slots__ = ("sock", "uid", "inbuf", "out", "deadline")
+    __slots__ = ("sock", "uid", "inbuf", "out", "deadline", "sub", "queue", "queued")
 
     def __init__(self, sock: socket.socket, uid: int, now: float):
         sock.setblocking(False)
@@ -124,6 +140,9 @@ class Conn:
         self.inbuf: Optional[bytearray] = bytearray()
         self.out: Optional[memoryview] = None
         self.deadline = now + DEADLINE
+        self.sub: Optional[str] = None
+        self.queue: collections.deque = collections.deque()
+        self.queued = 0                     # bytes in out and queue
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -161,7 +180,9 @@ class Server:
             if conn is self.sock:
                 self._accept()
             elif conn in self.conns:
-                if conn.out is None:
+                if conn.sub is not None:
+                    self._sub_ready(conn, mask)
+                elif conn.out is None:
                     self._read(conn)
                 else:
                     self._write(conn)
@@ -171,13 +192,15 @@ class Server:
                 self._close(conn)
 
     def next_deadline(self) -> Optional[float]:
-        return min((c.deadline for c in self.conns), default=None)
+        return min((c.deadline for c in self.conns if c.deadline != math.inf), default=None)
 
     def expire(self) -> None:
         """Drop the clients past their deadline (slow senders, or readers)."""
         now = self.clock()
         for conn in [c for c in self.conns if now >= c.deadline]:
-            if conn.out is None:
+            if conn.sub is not None:
+                pass                    # dropped already (and said so), or the daemon stops
+            elif conn.out is None:
                 self.warn("uid %d: no complete request within %g s: closed", conn.uid, DEADLINE)
                 self._try_send(conn, {"error": f"no complete request within {DEADLINE:g} s"})
             else:
@@ -188,6 +211,17 @@ class Server:
     def close(self) -> None:
         for conn in list(self.conns):
             self._close(conn)
+
+    def end(self, why: str) -> None:
+        """The daemon stops ("down") or gave the master away ("handover"):
+        each subscriber's last line says so (as far as its socket takes it
+        without waiting), then EOF.  Other connections are left alone."""
+        for conn in [c for c in self.conns if c.sub is not None]:
+            if conn.sub == "live":
+                self._queue(conn, json.dumps({"end": why}).encode() + b"\n")
+                self._flush(conn)
+            if conn in self.conns:
+                self._close(conn)
 
     # -- connections ---------------------------------------------------------
 
@@ -249,6 +283,8 @@ class Server:
                                           "(status and events are open to every user)"})
         if cmd == "handover":                   # the exchange owns the connection
             return self._hand_over(conn)
+        if cmd == "events" and req.get("follow"):
+            return self._subscribe(conn, req)
         try:
             reply = self.handlers[cmd](req)
         except NetfoError as e:
@@ -299,12 +335,104 @@ class Server:
         except OSError:
             pass
 
+    # -- subscribers -----------------------------------------------------------
+
+    def _subscribe(self, conn: Conn, req: dict) -> None:
+        backlog = self.events(req)
+        if "error" in backlog:
+            return self._reply(conn, backlog)
+        log_ = self.d.group.events
+        if self.push not in log_.listeners:
+            log_.listeners.append(self.push)
+        conn.sub, conn.deadline = "live", math.inf
+        for e in backlog["events"]:
+            if conn.sub != "live":
+                return                          # dropped: cannot take the ring
+            self._queue(conn, json.dumps(e).encode() + b"\n")
+            if conn.queued >= SUB_CHUNK:
+                self._flush(conn)
+        self._flush(conn)
+
+    def push(self, e: dict) -> None:
+        """EventLog's listener: the event, to every live subscriber."""
+        subs = [c for c in self.conns if c.sub == "live"]
+        if not subs:
+            return
+        line = json.dumps(e).encode() + b"\n"
+        for conn in subs:
+            self._queue(conn, line)
+            self._flush(conn)
+
+    def _queue(self, conn: Conn, line: bytes) -> None:
+        if conn.sub == "live" and conn.queued + len(line) > SUB_BUFFER:
+            return self._drop(conn)
+        conn.queue.append(line)
+        conn.queued += len(line)
+
+    def _drop(self, conn: Conn) -> None:
+        """A subscriber that lets SUB_BUFFER fill up: what it has not been
+        sent is forgotten; it gets the rest of the line being sent, a last
+        line saying how much it missed, REPLY_DEADLINE to read them, and is
+        closed.  Nothing more is queued for it."""
+        missed = len(conn.queue) + 1            # + the event that did not fit
+        conn.queue.clear()
+        conn.queued = len(conn.out) if conn.out is not None else 0
+        conn.sub = "closing"
+        conn.deadline = self.clock() + REPLY_DEADLINE
+        self._queue(conn, json.dumps({"error": f"too slow: {missed} events dropped"}).encode()
+                    + b"\n")
+        self.warn("uid %d: subscriber read too slowly: %d events dropped, disconnected",
+                  conn.uid, missed)
+
+    def _flush(self, conn: Conn) -> None:
+        """Send what the socket takes now; wait for EVENT_WRITE for the rest."""
+        while conn.out is not None or conn.queue:
+            if conn.out is None:
+                chunk = [conn.queue.popleft()]
+                size = len(chunk[0])
+                while conn.queue and size + len(conn.queue[0]) <= SUB_CHUNK:
+                    size += len(conn.queue[0])
+                    chunk.append(conn.queue.popleft())
+                conn.out = memoryview(b"".join(chunk))
+            try:
+                n = conn.sock.send(conn.out)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:                     # the subscriber went away
+                return self._close(conn)
+            conn.out = conn.out[n:]
+            conn.queued -= n
+            if not conn.out:
+                conn.out = None
+        if conn.out is None and conn.sub == "closing":
+            return self._close(conn)
+        if conn in self.conns:
+            mask = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.out is not None else 0)
+            try:
+                if self.sel.get_key(conn).events != mask:
+                    self.sel.modify(conn, mask, self)
+            except (KeyError, ValueError, RuntimeError):
+                pass            # the loop has ended (events of down): sent as far as they go
+
+    def _sub_ready(self, conn: Conn, mask: int) -> None:
+        if mask & selectors.EVENT_READ:
+            try:
+                data = conn.sock.recv(4096)     # a subscriber has nothing more to say
+            except (BlockingIOError, InterruptedError):
+                data = None
+            except OSError:
+                data = b""
+            if data == b"":                     # it went away
+                return self._close(conn)
+        if mask & selectors.EVENT_WRITE:
+            self._flush(conn)
+
     def _forget(self, conn: Conn) -> None:
         if conn in self.conns:
             self.conns.discard(conn)
             try:
                 self.sel.unregister(conn)
-            except (KeyError, ValueError, OSError):
+            except (KeyError, ValueError, OSError, RuntimeError):
                 pass
 
     def _close(self, conn: Conn) -> None:

@@ -17,14 +17,17 @@ One JSON object per line:
 it compares directly with the demo's and the bench's own times; `time` is
 the wall clock. A line without `kind` and `mono` is not an event here.
 
-`Events` is the stream tool that follows them in a namespace; `snapshot`
-reads the daemon's ring (its last 1000) once. `Events.collect` merges both,
-so nothing is missed whether or not `--follow` replays the ring first.
+`Events` is the stream tool that follows them in a namespace: the daemon
+pushes each event as it records it (a subscription on its control socket),
+after replaying its ring, so nothing is missed between the two.  `snapshot`
+reads the ring (its last 1000) once; `Events.collect` merges both, for the
+events recorded just before the follower was stopped.
 """
 from __future__ import annotations
 
 import json
 import subprocess
+import time
 from typing import Iterable, Optional, Union
 
 from .. import spawn
@@ -96,6 +99,7 @@ class Events(Tool):
     def __init__(self, ns: str, ifname: str, name: str = "the event follower"):
         self.ns, self.ifname = ns, ifname
         self.netfo_events: list = []
+        self.arrived: list = []         # monotonic s each of netfo_events was read here
         super().__init__(name, ns, argv=spawn.netfo("events", ifname, "--json", "--follow"))
 
     def on_event(self, obj: dict) -> bool:
@@ -103,6 +107,7 @@ class Events(Tool):
         if e is None:
             return False
         self.netfo_events.append(e)
+        self.arrived.append(time.monotonic())
         return True
 
     def collect(self) -> list:

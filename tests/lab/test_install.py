@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -99,3 +100,39 @@ def test_the_installed_package_ships_the_systemd_units(installed, tmp_path):
     unit = (tmp_path / "netfo@.service").read_text()
     assert f"ExecStart={netfo} up %i --foreground\n" in unit
     assert f"ExecStart={netfo} auto" in (tmp_path / "netfo-auto.service").read_text()
+
+
+SHARED = ("man/man8/netfo.8", "bash-completion/completions/netfo", "zsh/site-functions/_netfo")
+
+
+def test_the_installed_package_ships_its_man_page_and_completion(installed, tmp_path):
+    """setup.py writes netfo(8) and the completions from the parser at build
+    time; a non-editable install puts them under the prefix's share/, whence
+    the README's first command links them into /usr/local/share."""
+    netfo = installed[0]
+    prefix = os.path.dirname(os.path.dirname(netfo))
+    py = os.path.join(prefix, "bin", "python")
+    for rel, module, arg in zip(SHARED, ("netfo.manpage", "netfo.completion", "netfo.completion"),
+                                ("", "bash", "zsh")):
+        path = os.path.join(prefix, "share", rel)
+        assert os.path.isfile(path), rel
+        now = subprocess.run([py, "-I", "-m", module, *([arg] if arg else [])], cwd="/",
+                             capture_output=True, text=True, check=True).stdout
+        with open(path) as f:
+            shipped = f.read()
+        if rel.endswith(".8"):                  # all but the build date
+            shipped, now = (t.split("\n", 1)[1] for t in (shipped, now))
+        assert shipped == now, rel
+    page = os.path.join(prefix, "share", SHARED[0])
+    p = subprocess.run(["man", "-l", page], capture_output=True, text=True,
+                       env={**os.environ, "MANWIDTH": "80", "MAN_KEEP_FORMATTING": "0"})
+    text = re.sub(".\x08", "", p.stdout)              # no overstrike bold
+    assert p.returncode == 0 and p.stderr == "" and "netfo restart IFNAME" in text, p.stderr
+    # the README's linking step, into a scratch /usr/local/share
+    dest = tmp_path / "share"
+    for rel in SHARED:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.path.join(prefix, "share", rel), dest / rel)
+    p = subprocess.run(["bash", "--norc", "-c", f"source {dest / SHARED[1]}; complete -p netfo"],
+                       capture_output=True, text=True)
+    assert p.stdout == "complete -F _netfo netfo\n", p.stderr

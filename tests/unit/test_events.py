@@ -68,7 +68,7 @@ def test_merge_drops_repeats_and_orders_by_mono():
 def test_the_follower_reads_its_lines():
     """Events.on_event, fed as the reader thread feeds it (no process)."""
     f = events.Events.__new__(events.Events)
-    f.netfo_events = []
+    f.netfo_events, f.arrived = [], []
     for line in RECORDED.splitlines():
         try:
             obj = json.loads(line)
