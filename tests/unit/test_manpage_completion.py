@@ -34,7 +34,7 @@ def test_groff_renders_it_without_a_warning(page):
     p = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-P-cbou", str(page)], capture_output=True,
                        text=True, env={**os.environ, "LC_ALL": "C.UTF-8"})
     assert p.returncode == 0 and p.stderr == "", p.stderr
-    assert "netfo events [--follow] [--json] IFNAME" in p.stdout.replace("\u2010", "-")
+    assert "netfo events [--follow] [-j] IFNAME" in p.stdout.replace("\u2010", "-")
 
 
 @needs("mandoc")
