@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import time
 
 import pytest
@@ -21,6 +20,7 @@ import pytest
 from netfo.lab import MAC, PEER_IP6
 from netfo.lifetimes import FOREVER
 
+from support.dnsmasq import Dnsmasq, wait_for
 from support.harness import Netfo
 
 T1 = 12             # renewal after 12 s (dnsmasq's shortest lease is 2 minutes)
@@ -60,16 +60,6 @@ def route_expiry(lab, ifname: str):
     return out[0].get("expires") if out else None
 
 
-def wait_for(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
 class Dhclient:
     def __init__(self, lab, tmp):
         self.lab, self.tmp = lab, tmp
@@ -106,37 +96,21 @@ class Dhclient:
             return []
 
 
-def dnsmasq_events(log) -> list:
-    """(kind, address, MAC) of each DHCP request and answer dnsmasq logged."""
-    text = log.read_text() if log.exists() else ""
-    return re.findall(r"(DHCP[A-Z]+)\(eth0\) (\S+) ([0-9a-f:]{17})", text)
-
-
 @pytest.fixture
-def dnsmasq(lab, tmp_path):
+def dnsmasq(lab):
     """dnsmasq serving 2-minute leases (its shortest) on the peer's eth0,
-    renewal time T1; the guest's NIC has carrier and no IPv4 address. Yields
-    its log (--log-dhcp)."""
+    renewal time T1; the guest's NIC has carrier and no IPv4 address."""
     lab.link("virtio", "up")            # the NIC has carrier: the client can get a lease on it
     lab.run("guest", "ip", "-4", "addr", "flush", "dev", "ens10")
-    log = tmp_path / "dnsmasq.log"
-    server = lab.popen("peer", "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
-                       "--port=0", "--interface=eth0", "--bind-interfaces",
-                       "--dhcp-range=192.168.12.100,192.168.12.150,255.255.255.0,2m",
-                       f"--dhcp-option=option:T1,{T1}", "--dhcp-option=option:T2,100",
-                       "--log-dhcp", f"--log-facility={log}",
-                       f"--dhcp-leasefile={tmp_path}/leases", f"--pid-file={tmp_path}/dnsmasq.pid",
-                       stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    server = Dnsmasq(lab, lease="2m", options=(f"option:T1,{T1}", "option:T2,100"))
     try:
-        wait_for(lambda: "started" in (log.read_text() if log.exists() else ""), 10, "dnsmasq")
-        yield log
+        yield server
     finally:
-        server.terminate()
-        server.wait(5)
+        server.stop()
 
 
 def test_lease_keeps_its_lifetime_and_renews_through_the_master(lab, dnsmasq, tmp_path):
-    log = dnsmasq
+    log = dnsmasq                       # its log, read as DHCP events
     # SLAAC-like: an IPv6 address and a route that expire
     lab.run("guest", "ip", "-6", "addr", "add", f"{LEASED_V6}/64", "dev", "ens10",
             "valid_lft", "300", "preferred_lft", "200", "nodad")
@@ -170,22 +144,22 @@ def test_lease_keeps_its_lifetime_and_renews_through_the_master(lab, dnsmasq, tm
 
             # Left on the standby, the client's renewal at T1 reaches dnsmasq
             # through the master and is answered, but the client never hears it.
-            seen = len(dnsmasq_events(log))
-            wait_for(lambda: ("DHCPACK", ip, MAC) in dnsmasq_events(log)[seen:], T1 + 5,
+            seen = len(log.events())
+            wait_for(lambda: ("DHCPACK", ip, MAC) in log.events()[seen:], T1 + 5,
                      "the left client's renewal")
             time.sleep(1)
             assert "RENEW ens10 " + ip not in client.reasons(), client.reasons()
             assert addrs(lab, "ens10")[ip][0] < valid
 
             # The README's recipe: restart the client on the master.
-            seen = len(dnsmasq_events(log))
+            seen = len(log.events())
             client.stop()
             client.start()
             sockets = lab.run("guest", "cat", "/proc/net/packet").stdout
             master = n.status()["master"]["index"]
             assert re.search(rf"^\S+\s+\d+\s+\d+\s+\S+\s+{master}\s", sockets, re.M), sockets
             # dnsmasq saw the master's MAC ask and answered, after up
-            after = dnsmasq_events(log)[seen:]
+            after = log.events()[seen:]
             assert ("DHCPREQUEST", ip, MAC) in after and ("DHCPACK", ip, MAC) in after, after
             at_reboot = addrs(lab, "ens10")[ip][0]
 
@@ -195,8 +169,8 @@ def test_lease_keeps_its_lifetime_and_renews_through_the_master(lab, dnsmasq, tm
             wait_for(renewed, T1 + 15, "dhclient's renewal (RENEW)")
             refreshed = addrs(lab, "ens10")[ip][0]
             assert refreshed > at_reboot and refreshed >= LEASE - 3, (at_reboot, refreshed)
-            acks = [e for e in dnsmasq_events(log)[seen:] if e == ("DHCPACK", ip, MAC)]
-            assert len(acks) >= 2, dnsmasq_events(log)[seen:]
+            acks = [e for e in log.events()[seen:] if e == ("DHCPACK", ip, MAC)]
+            assert len(acks) >= 2, log.events()[seen:]
             last = addrs(lab, "ens10")[ip][0]
 
         # back on the NIC with what was left of it
@@ -208,10 +182,10 @@ def test_lease_keeps_its_lifetime_and_renews_through_the_master(lab, dnsmasq, tm
         assert 0 < route_expiry(lab, "ens10") < 298
         # The client still holds a socket on the deleted master: restart it
         # on the NIC, where it asks for the same address again.
-        seen = len(dnsmasq_events(log))
+        seen = len(log.events())
         client.stop()
         client.start()
-        assert ("DHCPACK", ip, MAC) in dnsmasq_events(log)[seen:], dnsmasq_events(log)[seen:]
+        assert ("DHCPACK", ip, MAC) in log.events()[seen:], log.events()[seen:]
         nic = json.loads(lab.run("guest", "ip", "-j", "link", "show", "ens10").stdout)[0]
         sockets = lab.run("guest", "cat", "/proc/net/packet").stdout
         assert re.search(rf"^\S+\s+\d+\s+\d+\s+\S+\s+{nic['ifindex']}\s", sockets, re.M), sockets
@@ -255,9 +229,9 @@ def test_udhcpc_follows_the_name_and_renews_through_the_master(lab, dnsmasq, tmp
             valid = addrs(lab, "ens10")[ip][0]
             assert valid != FOREVER and valid <= LEASE, valid
             assert "still listens on ens10nsby" not in n.read_log()     # no packet socket
-            seen = len(dnsmasq_events(log))
+            seen = len(log.events())
             wait_for(lambda: f"renew ens10 {ip}" in reasons(), LEASE / 2 + 15, "udhcpc's renewal")
-            assert ("DHCPACK", ip, MAC) in dnsmasq_events(log)[seen:], dnsmasq_events(log)[seen:]
+            assert ("DHCPACK", ip, MAC) in log.events()[seen:], log.events()[seen:]
             refreshed = addrs(lab, "ens10")[ip][0]
             assert refreshed >= LEASE - 3, refreshed
         back = addrs(lab, "ens10")

@@ -19,7 +19,8 @@ import pytest
 from netfo.lab import GUEST_IP4, MAC, PEER_IP4, VF_IF, VIRTIO_IF
 
 from support.harness import REPO, Netfo
-from support.networkd import Dnsmasq, Networkd, missing, wait_for
+from support.dnsmasq import Dnsmasq, wait_for
+from support.networkd import Networkd, missing
 from support.traffic import ping
 
 STANDBY = VIRTIO_IF + "nsby"
@@ -144,7 +145,7 @@ def test_networkd_manages_the_master_only_across_unplug_and_down(lab, recipe):
     # The lab configures ens10 by hand; here networkd does it, from DHCP.
     lab.run("guest", "ip", "addr", "flush", "dev", VIRTIO_IF, "scope", "global")
     lab.run("guest", "ip", "route", "flush", "dev", VIRTIO_IF)
-    dhcp = Dnsmasq(lab, MAC, GUEST_IP4)
+    dhcp = Dnsmasq(lab, host=(MAC, GUEST_IP4))
     nd = None
     netfo = Netfo(lab)
     try:
@@ -196,7 +197,7 @@ def test_networkd_manages_the_master_only_across_unplug_and_down(lab, recipe):
 def test_networkd_started_after_netfo_takes_the_master_only(lab, netfo):
     """The boot order of the units: netfo@ens10 runs before network-pre.target,
     so networkd first meets the trio, the master already there."""
-    dhcp = Dnsmasq(lab, MAC, GUEST_IP4)
+    dhcp = Dnsmasq(lab, host=(MAC, GUEST_IP4))
     nd = None
     try:
         lab.link("virtio", "up")

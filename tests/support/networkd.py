@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
+
+from support.dnsmasq import wait_for
 
 NETWORKD = "/lib/systemd/systemd-networkd"
 NEEDED = (NETWORKD, "networkctl", "dbus-daemon", "dnsmasq", "nsenter", "unshare")
@@ -39,61 +40,6 @@ wait
 
 def missing() -> list[str]:
     return [p for p in NEEDED if not shutil.which(p) and not os.access(p, os.X_OK)]
-
-
-def wait_for(pred, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
-
-
-class Dnsmasq:
-    """dnsmasq as the DHCP server on the peer's eth0: a fixed address for `mac`,
-    its own lease, pid and log files, no DNS, no system configuration."""
-
-    def __init__(self, lab, mac: str, ip: str, lease: str = "1h", ifname: str = "eth0"):
-        self.dir = tempfile.mkdtemp(prefix=f"dnsmasq-{lab.prefix}-")
-        self.log = os.path.join(self.dir, "dnsmasq.log")
-        net = ip.rsplit(".", 1)[0]
-        self.proc = lab.popen(
-            "peer", "dnsmasq", "--conf-file=/dev/null", "--keep-in-foreground", "--port=0",
-            f"--interface={ifname}", "--bind-interfaces", "--log-dhcp",
-            f"--log-facility={self.log}", f"--pid-file={self.dir}/dnsmasq.pid",
-            f"--dhcp-leasefile={self.dir}/leases",
-            f"--dhcp-range={net}.100,{net}.150,255.255.255.0,{lease}",
-            f"--dhcp-host={mac},{ip},{lease}",
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for(lambda: "started" in self.read() or self.proc.poll() is not None, 10,
-                 "dnsmasq to start")
-        if self.proc.poll() is not None:
-            raise AssertionError(f"dnsmasq exited {self.proc.returncode}: "
-                                 f"{self.proc.stderr.read().decode(errors='replace')}")
-
-    def read(self) -> str:
-        try:
-            with open(self.log, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def acks(self, ip: str) -> int:
-        """DHCPACKs sent for ip so far."""
-        return len(re.findall(rf"DHCPACK\(\S+\) {re.escape(ip)} ", self.read()))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Networkd:
