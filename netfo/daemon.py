@@ -16,6 +16,7 @@ machine back as it was.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import queue
@@ -239,7 +240,7 @@ class Daemon:
                 self.group._ignored.clear()
             for link in sorted(dump, key=lambda l: l.index != first):
                 if link.index != self.master_index:
-                    self._execute(self.group.link_changed(link))
+                    self._execute(self.group.link_changed(self._measured(link)))
         finally:
             self.keep_carrier = False
         if keep_carrier:
@@ -284,7 +285,7 @@ class Daemon:
                 log.error("%s not enslaved as %s: %s", a.link.name, a.role, e)
                 self.slaves.refused[a.role] = str(e)
                 return self.group.reject(a.role)
-            return self.group.link_changed(fresh) if fresh is not None else None
+            return self.group.link_changed(self._measured(fresh)) if fresh is not None else None
         if isinstance(a, Release):
             self.slaves.release(a.role, a.gone)
         elif isinstance(a, Ignore):
@@ -334,6 +335,14 @@ class Daemon:
         if reason is not None or to != self.group.sending:
             self._execute(self.group.loop_switched(to, reason))
 
+    def _measured(self, link):
+        """link with its speed, which only --reselect better weighs: read
+        (sysfs: the driver's ethtool link settings, which can be slow on
+        real NICs) only then, and only for a link that can transmit."""
+        if self.config.reselect != "better" or not link.ready:
+            return link
+        return dataclasses.replace(link, speed=links.speed_duplex(link.name, link.index)[0] or 0)
+
     def force(self, role: Optional[Role]) -> Decision:
         """netfo set IF active ...: the server's one way to change anything."""
         d = self.group.force(role)
@@ -364,7 +373,7 @@ class Daemon:
         role = self.group.role_of(link.index)
         if role is not None:
             self.slaves.renamed(role, link.name)
-        self._execute(self.group.link_changed(link))
+        self._execute(self.group.link_changed(self._measured(link)))
 
     def _on_gone(self, index: int) -> None:
         if index == self.master_index:
@@ -383,7 +392,7 @@ class Daemon:
                 continue
             fresh = links.get(self.ipr, index=state.index)
             if fresh is not None:
-                self._execute(self.group.link_changed(fresh))
+                self._execute(self.group.link_changed(self._measured(fresh)))
 
     def _heard(self, role: Role, sock) -> None:
         now = time.monotonic()

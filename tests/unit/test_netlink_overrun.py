@@ -60,7 +60,8 @@ class FakeDp:
 def daemon(monkeypatch, links_now):
     d = Daemon.__new__(Daemon)
     d.ifname, d.master_index, d.carrier, d.keep_carrier = "ens10", 9, True, False
-    d.config = types.SimpleNamespace(notify_count=0, notify_interval_s=0.0)
+    d.config = types.SimpleNamespace(notify_count=0, notify_interval_s=0.0,
+                                     reselect="always")
     d.service = types.SimpleNamespace(switched=lambda: None)
     d.prober = types.SimpleNamespace(window=1.0)
     d.inherited, d.send_failovers, d.notify_due = {}, 0, []
