@@ -16,8 +16,9 @@ import pytest
 from netfo.lab import GUEST_IP4, GUEST_IP6
 from netfo.lab.topology import PF
 
-from support.harness import Netfo
+from support.harness import Netfo, unique_prefix
 from support.traffic import Capture
+from conftest import forget_reused_inodes
 from test_traffic import SIZE, payload, tcp_transfer  # noqa: F401 (a fixture)
 
 PORT = 5203
@@ -113,5 +114,33 @@ def test_lossy_reordered_stream_is_intact(wire_lab, payload):
             _accounted(st)
         print("nft:", _counter(lab, "dropped"), "dropped,", _counter(lab, "slowed"), "slowed")
         assert _counter(lab, "dropped") > 0 and _counter(lab, "slowed") > 0
+    finally:
+        n.stop()
+
+
+@pytest.fixture
+def vf_gro_lab():
+    from netfo.lab import Lab
+    lab = Lab(unique_prefix(), wire_like=True, vf_gro=True, log=lambda *_: None)
+    with lab:
+        forget_reused_inodes(lab)
+        yield lab
+
+
+@pytest.mark.parametrize("gro", ["off", "on"])
+def test_vf_gro_lab_hands_over_merged_frames_left_alone(vf_gro_lab, payload, gro):
+    """The bench's wire-gro mode: the VF's GRO merges before AF_PACKET, so
+    netfo reads GSO frames, which its own GRO passes through untouched."""
+    path, digest = payload
+    n = Netfo(vf_gro_lab, "--gro", gro).start()
+    try:
+        st0 = n.status()["slaves"]
+        d, st = _transfer(vf_gro_lab, n, path, digest, GUEST_IP4, PORT)
+        prim = next(s for s in st["slaves"] if s["role"] == "primary")["stats"]
+        prim0 = next(s for s in st0 if s["role"] == "primary")["stats"]
+        per_frame = (prim["rx_bytes"] - prim0["rx_bytes"]) / (prim["rx_packets"] - prim0["rx_packets"])
+        assert per_frame > 3000, f"the VF did not merge: {per_frame:.0f} B/frame"
+        assert d["rx_coalesced"] < d["rx_packets"] // 10, d
+        _accounted(st)
     finally:
         n.stop()
