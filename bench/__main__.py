@@ -21,7 +21,7 @@ from .paths import PATHS
 from .runner import MODES, Progress, Settings
 
 QUICK_PATHS = ("direct", "kernel", "netfo", "python")
-# netfo's own variants (--threads 2, --busy-poll 50, --gro on) are there to be asked for
+# netfo's own variants (--threads 2, --busy-poll 50, --gro off) are there to be asked for
 FULL_PATHS = tuple(p for p in PATHS if not p.startswith("netfo-"))
 TOOLS = ("ip", "tc", "nft", "iperf3", "ping", "ss", "ethtool", "tcpdump")
 
