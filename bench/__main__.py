@@ -1,6 +1,6 @@
 """python3 -m bench: netfo against the kernel, Open vSwitch and Python, in the lab.
 
-For each lab mode (offload, wire) and path (direct, kernel, netfo, ovs-tso,
+For each lab mode (offload, wire, wire-gro) and path (direct, kernel, netfo, ovs-tso,
 ovs, python) it builds a fresh namespace lab, sets the path up, measures TCP
 throughput, 64-byte UDP frames, ping round trips and the forwarder's CPU per
 GB in both directions, and removes the lab.  Prints a table with ratios to
@@ -21,7 +21,7 @@ from .paths import PATHS
 from .runner import MODES, Progress, Settings
 
 QUICK_PATHS = ("direct", "kernel", "netfo", "python")
-# netfo's own variants (--threads 2, --busy-poll 50) are there to be asked for
+# netfo's own variants (--threads 2, --busy-poll 50, --gro off) are there to be asked for
 FULL_PATHS = tuple(p for p in PATHS if not p.startswith("netfo-"))
 TOOLS = ("ip", "tc", "nft", "iperf3", "ping", "ss", "ethtool", "tcpdump")
 
@@ -32,7 +32,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     help="short runs, offload mode only, no Open vSwitch (well under a minute)")
     ap.add_argument("--paths", help=f"comma list of {','.join(PATHS)} (default: all but netfo-*; "
                                     f"--quick: {','.join(QUICK_PATHS)})")
-    ap.add_argument("--modes", help="comma list of offload,wire (default: both; --quick: offload)")
+    ap.add_argument("--modes", help="comma list of offload,wire,wire-gro (wire-gro: wire with GRO on the VF; default: all; --quick: offload)")
     ap.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results.json"),
                     help="results file (default: bench/results.json)")
     ap.add_argument("--plot", help="PNG chart (default: the JSON path with .png)")

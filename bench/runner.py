@@ -16,7 +16,9 @@ from . import measure, ovs
 from .measure import DIRECTION_NAMES, DIRECTIONS, BenchError
 from .paths import FORWARDER, PATHS
 
-MODES = ("offload", "wire")
+# wire-gro: wire, and the VF merges segments (GRO) before the forwarder
+# reads them, as a real VF driver does.
+MODES = ("offload", "wire", "wire-gro")
 SETUP_COST, TEARDOWN_COST = 3.0, 1.5        # s, for the time-left estimate
 
 
@@ -103,8 +105,9 @@ def run_one(mode: str, path: str, s: Settings, progress: Progress) -> dict:
     where = f"{mode}/{path}"
     out: dict = {"forwarder": FORWARDER[path], "errors": [], "tcp": {}, "udp64": {}, "ping": {},
                  "cpu_s_per_gb": {}}
-    lab = Lab(f"nb{os.getpid() % 10000}-{mode[0]}{path.replace('-', '')[:5]}",
-              wire_like=mode == "wire", log=lambda *_: None)
+    tag = {"offload": "o", "wire": "w", "wire-gro": "g"}[mode]
+    lab = Lab(f"nb{os.getpid() % 10000}-{tag}{path.replace('-', '')[:5]}",
+              wire_like=mode != "offload", vf_gro=mode == "wire-gro", log=lambda *_: None)
     progress.step(where, "lab up, path setup", SETUP_COST)
     try:
         lab.up()

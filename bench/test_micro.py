@@ -64,3 +64,24 @@ def test_forward(benchmark, rig, forwarder, direction, size):
     microlab.RESULTS.append({"impl": impl, "direction": direction, "size": size,
                              "fps": med, "gbps": med * (len(data) - VNET_HDR_LEN) * 8 / 1e9, "lost": lost})
     assert lost == 0, f"{lost} frames lost"
+
+
+@pytest.mark.parametrize("batch", ["one-flow", "32-flows"])
+def test_gro_batch(benchmark, batch):
+    """--gro's own cost on one receive batch of 32 MTU-sized TCP segments
+    with full checksums (wire mode: each is verified before it is merged):
+    one-flow merges them into one frame; 32-flows merges nothing (each is
+    parsed and compared only). Timed through _fastpath.gro_coalesce, whose
+    copying in and out is included (an upper bound of the loop's cost)."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+    from netfo import _fastpath
+    mss, hdr = 1448, b"\0" * VNET_HDR_LEN
+    segs = [hdr + bytes(Ether() / IP(src="10.0.0.2", dst="10.0.0.1", id=i, flags="DF")
+                        / TCP(sport=40000 if batch == "one-flow" else 1000 + i, dport=5201,
+                              seq=1 + i * mss, ack=1, flags="A") / Raw(os.urandom(mss)))
+            for i in range(_fastpath.BATCH)]
+    benchmark.group = "gro: one batch of 32 MTU-sized segments"
+    out, merged = benchmark(_fastpath.gro_coalesce, segs)
+    assert merged == (_fastpath.BATCH - 1 if batch == "one-flow" else 0)

@@ -4,6 +4,7 @@ from libc.stdint cimport uint32_t, uint64_t
 
 from .includes cimport linux
 from .includes.system cimport iovec, mmsghdr
+from .gro cimport gro_frame
 
 
 cdef enum:
@@ -72,6 +73,9 @@ cdef struct master_stats:
     uint64_t drop_outgoing       # RX of a frame the slave sent (PACKET_IGNORE_OUTGOING missing)
     uint64_t send_failovers      # active slave failed mid-send; loop switched
     uint64_t link_holds          # the loop left a slave itself: link event, not running
+    # RX segments merged into an earlier frame of their batch by --gro
+    # (rx_packets still counts every segment delivered)
+    uint64_t rx_coalesced
 
 
 cdef class Datapath:
@@ -113,6 +117,8 @@ cdef class Datapath:
     cdef iovec rxiov[C_BATCH]
     cdef linux.sockaddr_ll rxaddr[C_BATCH]
     cdef char rxcmsg[C_BATCH][CMSGSZ]
+    cdef gro_frame rxout[C_BATCH]     # the frames of a batch that go to the master
+    cdef int gro                      # coalesce TCP segments before the TAP write
 
     cdef int _watch(self, int ep, int fd, uint32_t tag) except -1
     cdef object _run(self, int ep, int first, int last)

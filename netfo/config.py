@@ -59,6 +59,11 @@ class Config:
     busy_poll: int = _opt(
         0, "keep polling USEC microseconds after the last frame before sleeping: lower "
         "latency for CPU (default %(default)s: off)", metavar="USEC")
+    gro: str = _opt(
+        "on", "merge the consecutive TCP segments of a flow that the slaves hand over "
+        "MTU-sized into one 64 KB frame before the master's stack sees them, as a "
+        "NIC's GRO does (default %(default)s: it doubled TCP network->guest from a wire)",
+        choices=("on", "off"))
     updelay: int = _opt(
         0, "a slave that comes back must stay ready this long before it transmits again "
         "(default %(default)s, as net_failover)", metavar="MS")

@@ -146,6 +146,7 @@ class Daemon:
 
         self.dp = _fastpath.Datapath(self.builder.tap_fd, RX_POLICIES[cfg.rx_policy], cfg.threads)
         self.dp.set_busy_poll(cfg.busy_poll)
+        self.dp.set_gro(cfg.gro == "on")
         self.dp.set_resend(cfg.resend)
         self.dp.watch_links(links.link_socket(blocking=False).detach())
         self.slaves = Slaves(self.ipr, self.builder, self.dp, self.group.events, self.prober,

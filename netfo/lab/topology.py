@@ -59,10 +59,14 @@ class Lab:
     """
 
     def __init__(self, prefix: str = "nfo", wire_like: bool = False,
-                 log: Callable[[str], object] = print) -> None:
+                 log: Callable[[str], object] = print, vf_gro: bool = False) -> None:
+        """wire_like: the peer sends MTU-sized frames with full checksums, as
+        on a wire. vf_gro: the guest's VF merges them (GRO, as a real VF
+        driver does before AF_PACKET sees the frames)."""
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", prefix):
             raise LabError(f"bad lab prefix {prefix!r}: use letters, digits, '_', '.', '-'")
         self.prefix, self.wire_like, self.log = prefix, wire_like, log
+        self.vf_gro = vf_gro
         self.guest, self.src = f"{prefix}-guest", f"{prefix}-src"
         self.dst, self.peer = f"{prefix}-dst", f"{prefix}-peer"
 
@@ -196,6 +200,15 @@ class Lab:
                     self.log(f"[{self.prefix}] warning: ethtool -K {PEER_IF}: {p.stderr.strip()}")
             else:
                 self.log(f"[{self.prefix}] warning: wire_like asked but ethtool is not installed")
+        if self.vf_gro:
+            # veth does GRO only in NAPI mode, which `gro on` turns on (5.13+;
+            # before, only an XDP program did), and only for frames from a
+            # peer without TSO (veth_skb_is_eligible_for_gro): TSO off on
+            # the hypervisor's end too, which a wire never had anyway.
+            for role, dev, feature, value in (("src", PF, "tso", "off"), ("guest", VF_IF, "gro", "on")):
+                p = self.run(role, "ethtool", "-K", dev, feature, value, check=False)
+                if p.returncode:
+                    raise LabError(f"vf_gro: ethtool -K {dev} {feature} {value}: {p.stderr.strip()}")
 
     def _remove_ns(self, name: str) -> None:
         """Kill what runs in a namespace, then delete it; silent if already gone."""

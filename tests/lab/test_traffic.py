@@ -133,17 +133,19 @@ def payload():
 
 # ------------------------------------------------------------ 1. bulk TCP
 
+@pytest.mark.parametrize("gro", ["off", "on"])
 @pytest.mark.parametrize("labname", ["lab", "wire_lab"])
-def test_tcp_64mb_each_direction_intact(request, labname, payload):
+def test_tcp_64mb_each_direction_intact(request, labname, payload, gro):
     """64 MB each way arrive byte-exact, through the primary.
 
     `lab`: the peer has offloads on, so 64 KB GSO frames with partial
     checksums cross netfo in both directions (vnet headers, 1.7 / B-45).
     `wire_lab`: the peer sends MTU-sized frames with full checksums.
+    --gro on: those are merged before the master's stack sees them.
     """
     lab = request.getfixturevalue(labname)
     path, digest = payload
-    n = Netfo(lab).start()
+    n = Netfo(lab, "--gro", gro).start()
     try:
         assert n.status()["active"] == "primary"
         rates, sizes = {}, {}
