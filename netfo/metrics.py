@@ -36,6 +36,8 @@ FAMILIES = (
      "Bytes through the master: rx delivered to the guest, tx sent by it"),
     ("netfo_master_dropped_total", "counter",
      "Frames the master dropped, per direction (netfo_drops_total has the reasons)"),
+    ("netfo_gro_merged_segments_total", "counter",
+     "TCP segments from the slaves merged into an earlier frame before the master (--gro)"),
     ("netfo_drops_total", "counter",
      "Frames the master dropped, by reason"),
     ("netfo_transmitting", "gauge",
@@ -105,6 +107,8 @@ def _samples(st: dict) -> Iterable[tuple]:
         yield "netfo_master_packets_total", lab, s[f"{d}_packets"]
         yield "netfo_master_bytes_total", lab, s[f"{d}_bytes"]
         yield "netfo_master_dropped_total", lab, s[f"{d}_dropped"]
+    if "rx_coalesced" in s:
+        yield "netfo_gro_merged_segments_total", master, s["rx_coalesced"]
     for reason, n in sorted(st.get("drops", {}).items()):
         yield "netfo_drops_total", {**master, "reason": reason}, n
     yield "netfo_failovers_total", master, st["failovers"]

@@ -32,7 +32,7 @@ def sample(name="ens10", probing=False):
     return {
         "version": 1, "netfo_version": "0.1.0",
         "master": {"name": name, "index": 7, "mac": MAC, "mtu": 1500, "carrier": True,
-                   "stats": stats(1000, 2000, rxd=3, txd=5)},
+                   "stats": {**stats(1000, 2000, rxd=3, txd=5), "rx_coalesced": 17}},
         "active": "standby", "loop_active": "standby", "rx_policy": "active",
         "slaves": [slave("primary", "ens11", 5, False, ready=False, rx=400, tx=900,
                          probe=dict(probe, up=False, misses=3, missed_total=7) if probe else None),
@@ -98,6 +98,7 @@ def test_values_are_the_status_counters():
     assert value(fams, "netfo_info", version="0.1.0", **m) == 1
     assert value(fams, "netfo_forced", role="primary", **m) == 0
     assert value(fams, "netfo_silence_reinstalls", **m) == 2
+    assert value(fams, "netfo_gro_merged_segments", **m) == 17
     # counters carry _total on the wire
     assert {s.name for s in fams["netfo_failovers"].samples} == {"netfo_failovers_total"}
 
