@@ -3,6 +3,7 @@
 from libc.stdint cimport uint32_t, uint64_t
 
 from .includes cimport linux
+from .includes.tapring cimport tapring
 from .includes.system cimport iovec, mmsghdr
 
 
@@ -37,6 +38,9 @@ cdef enum:
     RX_GRACE_NS = 100000000
     LOOP_TX = 0                 # loops[], acked[]: the loop that reads the TAP
     LOOP_RX = 1                 # ... and the one that reads the slaves
+    C_TAP_IO_SYSCALLS = 0       # --tap-io: read()/write() per frame
+    C_TAP_IO_URING = 1          # io_uring (tapring.h)
+    C_TAP_IO_AUTO = 2           # io_uring if the kernel has multishot reads
 
 
 cdef struct slot_stats:
@@ -113,6 +117,13 @@ cdef class Datapath:
     cdef iovec rxiov[C_BATCH]
     cdef linux.sockaddr_ll rxaddr[C_BATCH]
     cdef char rxcmsg[C_BATCH][CMSGSZ]
+    # --tap-io uring: TAP reads (TX loop) and writes (RX loop), one ring each
+    cdef int uring                    # 1: io_uring chosen (C_TAP_IO_URING or _AUTO)
+    cdef int uring_err                # why not (errno), when --tap-io auto fell back
+    cdef int rd_closing               # the TX loop is stopping: do not re-arm
+    cdef tapring rd, wr
+    cdef int wres[C_BATCH]            # the writes' results
+    cdef unsigned int wlen[C_BATCH]   # ... and lengths (payload counted on success)
 
     cdef int _watch(self, int ep, int fd, uint32_t tag) except -1
     cdef object _run(self, int ep, int first, int last)
@@ -130,6 +141,12 @@ cdef class Datapath:
     cdef int _link_ok(self, int s) noexcept nogil
     cdef void _hold(self, int s, uint64_t *why) noexcept nogil
     cdef int _pump_tap(self) noexcept nogil
+    cdef void _send_batch(self, int n) noexcept nogil
+    cdef int _pump_tap_uring(self) noexcept nogil
+    cdef int _uring_arm(self) noexcept nogil
+    cdef void _uring_disarm(self) noexcept nogil
+    cdef int _tap_write(self, int i, char *frame, unsigned int length) noexcept nogil
+    cdef int _tap_flush(self, int n) noexcept nogil
     cdef int _wait_writable(self, int fd) noexcept nogil
     cdef int _pump_slave(self, int s) noexcept nogil
     cdef void _rx_drop(self, int s, uint64_t *reason) noexcept nogil
