@@ -18,6 +18,7 @@ from typing import Optional
 
 RX_POLICIES = ("active", "kernel", "all")
 RESELECT = ("always", "better", "failure")
+TAP_IO = ("syscalls", "uring", "auto")
 IFNAMSIZ = 16
 MAX_MS = 3_600_000          # an hour: any interval or delay beyond is a typo
 MAX_BUSY_POLL_US = 1_000_000
@@ -59,6 +60,10 @@ class Config:
     busy_poll: int = _opt(
         0, "keep polling USEC microseconds after the last frame before sleeping: lower "
         "latency for CPU (default %(default)s: off)", metavar="USEC")
+    tap_io: str = _opt(
+        "syscalls", "how the loop reads and writes the TAP: read()/write() per frame "
+        "(syscalls, default), io_uring with multishot reads and batched writes (uring: "
+        "Linux 6.7 or later), or uring where the kernel has it (auto)", choices=TAP_IO)
     updelay: int = _opt(
         0, "a slave that comes back must stay ready this long before it transmits again "
         "(default %(default)s, as net_failover)", metavar="MS")
