@@ -182,9 +182,16 @@ cdef class Datapath:
         self.ev_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
         if min(self.ep_tx, self.ep_rx, self.cmd_tx, self.cmd_rx, self.ack_fd, self.ev_fd) < 0:
             raise OSError(errno, "datapath: epoll/eventfd setup failed")
-        # io_uring: the ring's fd is readable while completions wait, so
-        # epoll stays the loop's one wait (no eventfd to read and reset).
-        self._watch(self.ep_tx, tr_fd(&self.rd) if self.uring else tap_fd, TAG_TAP)
+        self._watch(self.ep_tx, tap_fd, TAG_TAP)
+        if self.uring:
+            # epoll stays the loop's one wait. The ring's fd is readable
+            # while completions wait (no eventfd to read and reset): frames
+            # read as task work at the exit of any other system call. The
+            # TAP's own fd stays watched too: a frame that wakes a sleeping
+            # loop is then read as the epoll_wait that reports it returns,
+            # instead of that wait ending in EINTR and a second one
+            # reporting the ring.
+            self._watch(self.ep_tx, tr_fd(&self.rd), TAG_TAP)
         self._watch(self.ep_tx, self.cmd_tx, TAG_CMD_TX)
         self._watch(self.ep_rx, self.cmd_rx, TAG_CMD_RX)
 
