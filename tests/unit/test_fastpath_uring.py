@@ -187,3 +187,44 @@ def test_config_tap_io_choices():
     assert Config(tap_io="uring").tap_io == "uring"
     with pytest.raises(ValueError, match="--tap-io must be one of syscalls, uring, auto"):
         Config(tap_io="epoll")
+
+
+# Run in a child whose io_uring_setup fails with EPERM (a seccomp filter, as
+# with kernel.io_uring_disabled or a container's profile): auto falls back
+# to read()/write() and forwards; uring refuses in one line.
+NO_URING = r"""
+import ctypes, socket, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+IO_URING_SETUP = 425                    # x86_64 and every arch since 5.1
+prog = [(0x20, 0, 0, 0),                # ld [nr]
+        (0x15, 0, 1, IO_URING_SETUP),   # jeq io_uring_setup
+        (0x06, 0, 0, 0x00050000 | 1),   # ret ERRNO(EPERM)
+        (0x06, 0, 0, 0x7fff0000)]       # ret ALLOW
+buf = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in prog))
+class Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+fp_ = Fprog(len(prog), ctypes.addressof(buf))
+assert libc.prctl(38, 1, 0, 0, 0) == 0                  # PR_SET_NO_NEW_PRIVS
+assert libc.prctl(22, 2, ctypes.byref(fp_), 0, 0) == 0  # seccomp filter
+from netfo import _fastpath as fp
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+print(fp.uring_problem())
+dp = fp.Datapath(a.fileno(), fp.RX_ALL, 1, fp.TAP_IO_AUTO)
+print(dp.tap_io(), dp.uring_error())
+try:
+    fp.Datapath(a.fileno(), fp.RX_ALL, 1, fp.TAP_IO_URING)
+except OSError as e:
+    print(e.strerror)
+"""
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the filter names x86_64's syscall")
+def test_without_io_uring_auto_falls_back_and_uring_refuses():
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-c", NO_URING], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    problem, auto, refused = p.stdout.splitlines()
+    assert problem == "this kernel has no io_uring (or kernel.io_uring_disabled is set)"
+    assert auto == "syscalls 38"            # ENOSYS
+    assert refused == "--tap-io uring: " + problem
