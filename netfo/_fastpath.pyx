@@ -98,7 +98,8 @@ TUN_F_TSO_ECN = linux.TUN_F_TSO_ECN
 # How the loop reads and writes the TAP (--tap-io).
 TAP_IO_SYSCALLS = C_TAP_IO_SYSCALLS     # read()/write() per frame
 TAP_IO_URING = C_TAP_IO_URING           # io_uring: multishot reads, batched writes
-TAP_IO_AUTO = C_TAP_IO_AUTO             # io_uring where the kernel allows, else syscalls
+TAP_IO_URING_WRITE = C_TAP_IO_URING_WRITE   # io_uring for the writes only
+TAP_IO_AUTO = C_TAP_IO_AUTO             # what measured faster where the kernel allows
 
 
 def uring_problem():
@@ -127,7 +128,7 @@ cdef class Datapath:
 
     def __cinit__(self, int tap_fd, int rx_policy=RX_ACTIVE, int threads=1,
                   int tap_io=C_TAP_IO_SYSCALLS):
-        cdef int i, err
+        cdef int i, err, mode
         # Every fd -1 before anything can fail: __dealloc__ runs anyway.
         tr_zero(&self.rd)
         tr_zero(&self.wr)
@@ -158,22 +159,27 @@ cdef class Datapath:
             self.rxmsg[i].msg_hdr.msg_name = &self.rxaddr[i]
             self.rxmsg[i].msg_hdr.msg_control = self.rxcmsg[i]
         self.set_rx_policy(rx_policy)
-        if tap_io not in (C_TAP_IO_SYSCALLS, C_TAP_IO_URING, C_TAP_IO_AUTO):
+        if tap_io not in (C_TAP_IO_SYSCALLS, C_TAP_IO_URING, C_TAP_IO_AUTO,
+                          C_TAP_IO_URING_WRITE):
             raise ValueError("unknown tap_io %d" % tap_io)
-        if tap_io != C_TAP_IO_SYSCALLS:
+        mode = C_TAP_IO_AUTO_IS if tap_io == C_TAP_IO_AUTO else tap_io
+        if mode != C_TAP_IO_SYSCALLS:
             err = tr_probe()
-            if not err:
+            if not err and mode == C_TAP_IO_URING:
                 err = tr_init_reader(&self.rd, tap_fd, C_BUFSZ)
             if not err:
                 err = tr_init_writer(&self.wr, tap_fd, C_BATCH)
             if err:
                 tr_free(&self.rd)
                 tr_free(&self.wr)
-                if tap_io == C_TAP_IO_URING:
-                    raise OSError(err, "--tap-io uring: " + (uring_problem() or os.strerror(err)))
+                if tap_io != C_TAP_IO_AUTO:
+                    raise OSError(err, "--tap-io %s: %s" % (
+                        "uring" if tap_io == C_TAP_IO_URING else "uring-write",
+                        uring_problem() or os.strerror(err)))
                 self.uring_err = err
             else:
-                self.uring = 1
+                self.uring = mode == C_TAP_IO_URING
+                self.uring_wr = 1
         self.ep_tx = epoll_create1(EPOLL_CLOEXEC)
         self.ep_rx = self.ep_tx if threads == 1 else epoll_create1(EPOLL_CLOEXEC)
         self.cmd_tx = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
@@ -418,7 +424,7 @@ cdef class Datapath:
 
     def tap_io(self):
         """How the loop reads and writes the TAP: "uring" or "syscalls"."""
-        return "uring" if self.uring else "syscalls"
+        return "uring" if self.uring else "uring-write" if self.uring_wr else "syscalls"
 
     def uring_error(self):
         """The errno that made TAP_IO_AUTO fall back to syscalls (0: none)."""
@@ -853,7 +859,7 @@ cdef class Datapath:
         """Deliver frame i of a batch to the master: now (syscalls), or
         queued for _tap_flush (io_uring). 0, or EBADFD if the TAP is gone."""
         cdef int err
-        if self.uring:
+        if self.uring_wr:
             self.wlen[i] = length
             tr_write(&self.wr, i, frame, length)
             return 0
@@ -870,7 +876,7 @@ cdef class Datapath:
         """Write the n frames _tap_write queued, in one io_uring_enter; the
         buffers are free again when it returns. 0, or EBADFD (TAP gone)."""
         cdef int i, gone = 0
-        if n == 0 or not self.uring:
+        if n == 0 or not self.uring_wr:
             return 0
         tr_flush(&self.wr, n, self.wres)
         for i in range(n):

@@ -18,7 +18,7 @@ from typing import Optional
 
 RX_POLICIES = ("active", "kernel", "all")
 RESELECT = ("always", "better", "failure")
-TAP_IO = ("syscalls", "uring", "auto")
+TAP_IO = ("syscalls", "uring", "uring-write", "auto")
 IFNAMSIZ = 16
 MAX_MS = 3_600_000          # an hour: any interval or delay beyond is a typo
 MAX_BUSY_POLL_US = 1_000_000
@@ -63,7 +63,8 @@ class Config:
     tap_io: str = _opt(
         "syscalls", "how the loop reads and writes the TAP: read()/write() per frame "
         "(syscalls, default), io_uring with multishot reads and batched writes (uring: "
-        "Linux 6.7 or later), or uring where the kernel has it (auto)", choices=TAP_IO)
+        "Linux 6.7 or later), io_uring for the writes only (uring-write), or what measured "
+        "fastest, uring-write, where the kernel allows it (auto)", choices=TAP_IO)
     updelay: int = _opt(
         0, "a slave that comes back must stay ready this long before it transmits again "
         "(default %(default)s, as net_failover)", metavar="MS")

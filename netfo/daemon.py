@@ -50,7 +50,7 @@ log = logging.getLogger("netfo")
 RX_POLICIES = {"active": _fastpath.RX_ACTIVE, "kernel": _fastpath.RX_KERNEL,
                "all": _fastpath.RX_ALL}
 TAP_IO = {"syscalls": _fastpath.TAP_IO_SYSCALLS, "uring": _fastpath.TAP_IO_URING,
-          "auto": _fastpath.TAP_IO_AUTO}
+          "uring-write": _fastpath.TAP_IO_URING_WRITE, "auto": _fastpath.TAP_IO_AUTO}
 TICK = 0.2          # s between polls of what netlink does not announce
 # The TAP's queue (tun's ring, txqueuelen frames) holds what the guest sends
 # while one daemon's loops stop and the next one's start: 1 s at 10,000
@@ -110,9 +110,9 @@ class Daemon:
 
     def _up(self) -> None:
         cfg = self.config
-        if cfg.tap_io == "uring" and _fastpath.uring_problem():
-            raise NetfoError(f"--tap-io uring: {_fastpath.uring_problem()} (use --tap-io auto "
-                             f"or syscalls)")      # before any change
+        if cfg.tap_io in ("uring", "uring-write") and _fastpath.uring_problem():
+            raise NetfoError(f"--tap-io {cfg.tap_io}: {_fastpath.uring_problem()} (use "
+                             f"--tap-io auto or syscalls)")      # before any change
         plan = build.check(self.ipr, self.ifname, replacing=self.takeover)
         if plan.kind == "redo":
             log.info("%s: the last netfo died while setting up: restoring, then again",
