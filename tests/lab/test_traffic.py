@@ -145,7 +145,7 @@ def tap_io_rings(pid: int) -> int:
     return n
 
 
-@pytest.mark.parametrize("tap_io", ["syscalls", "uring"])
+@pytest.mark.parametrize("tap_io", ["syscalls", "uring", "uring-write"])
 @pytest.mark.parametrize("labname", ["lab", "wire_lab"])
 def test_tcp_64mb_each_direction_intact(request, labname, tap_io, payload):
     """64 MB each way arrive byte-exact, through the primary.
@@ -156,15 +156,15 @@ def test_tcp_64mb_each_direction_intact(request, labname, tap_io, payload):
     """
     lab = request.getfixturevalue(labname)
     path, digest = payload
-    if tap_io == "uring":
+    if tap_io != "syscalls":
         from netfo import _fastpath
         if _fastpath.uring_problem():
             pytest.skip(_fastpath.uring_problem())
     n = Netfo(lab, "--tap-io", tap_io).start()
     try:
         assert n.status()["active"] == "primary"
-        # uring: one ring reads the TAP, one writes it; syscalls: none.
-        assert tap_io_rings(n.pid) == (2 if tap_io == "uring" else 0)
+        # uring: one ring reads the TAP, one writes it; uring-write: one; syscalls: none.
+        assert tap_io_rings(n.pid) == {"uring": 2, "uring-write": 1, "syscalls": 0}[tap_io]
         rates, sizes = {}, {}
         for name, src_ns, dst_ns, dst_ip, port, mkey in (
                 ("guest->peer", "guest", "peer", PEER_IP4, 5201, "tx_bytes"),
