@@ -34,7 +34,10 @@ def generated() -> list:
 
 setup(
     ext_modules=cythonize(
+        # liburing (liburing-dev, in the README's apt lists): --tap-io uring.
         [Extension("netfo._fastpath", ["netfo/_fastpath.pyx"],
+                   include_dirs=["netfo/includes"], libraries=["uring"],
+                   depends=["netfo/includes/tapring.h"],
                    extra_compile_args=["-O2"])],
         compiler_directives={"language_level": "3"},
     ),

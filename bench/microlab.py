@@ -210,9 +210,11 @@ def _bigbuf(fd: int) -> None:
 
 def _serve(impl: str, tap_fd: int, slave_fd: int) -> None:
     """Child: run one forwarding loop until killed."""
-    if impl == "netfo":
+    if impl.startswith("netfo"):
         from netfo import _fastpath
-        dp = _fastpath.Datapath(tap_fd, _fastpath.RX_ACTIVE)
+        dp = _fastpath.Datapath(tap_fd, _fastpath.RX_ACTIVE, 1,
+                                {"netfo-uring": _fastpath.TAP_IO_URING}.get(
+                                    impl, _fastpath.TAP_IO_SYSCALLS))
         dp.set_slave(_fastpath.PRIMARY, os.dup(slave_fd), socket.if_nametoindex(SLAVE_IF))
         dp.set_ready(_fastpath.PRIMARY, True)
         dp.run()

@@ -151,8 +151,11 @@ PATHS: dict[str, Path] = {
     "netfo-2t": lambda lab: netfo(lab, "--threads", "2"),
     "netfo-bp": lambda lab: netfo(lab, "--busy-poll", "50"),
     "netfo-nogro": lambda lab: netfo(lab, "--gro", "off"),
+    "netfo-uring": lambda lab: netfo(lab, "--tap-io", "uring"),
+    "netfo-uwrite": lambda lab: netfo(lab, "--tap-io", "uring-write"),
     "ovs-tso": _ovs(tso=True), "ovs": _ovs(tso=False), "python": python,
 }
 FORWARDER = {"direct": None, "kernel": None, "netfo": "netfo daemon", "netfo-2t": "netfo daemon",
              "netfo-bp": "netfo daemon", "netfo-nogro": "netfo daemon",
+             "netfo-uring": "netfo daemon", "netfo-uwrite": "netfo daemon",
              "ovs-tso": "ovs-vswitchd", "ovs": "ovs-vswitchd", "python": "reference forwarder"}

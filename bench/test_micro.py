@@ -2,7 +2,9 @@
 
     python3 -m pytest bench/test_micro.py --benchmark-only
 
-netfo's Cython Datapath and the pure-Python reference forwarder
+netfo's Cython Datapath (TAP via read()/write(), and via io_uring:
+"netfo-uring", where the kernel has multishot reads) and the pure-Python
+reference forwarder
 (bench/reference_forwarder.py) each drain N queued frames, per frame size
 and direction, over a real TAP and veth pair (bench/microlab.py).  The
 pytest-benchmark table shows seconds per round; the summary at the end gives
@@ -32,8 +34,12 @@ def rig():
         yield ml
 
 
-@pytest.fixture(scope="module", params=["netfo", "python"])
+@pytest.fixture(scope="module", params=["netfo", "netfo-uring", "python"])
 def forwarder(request, rig):
+    if request.param == "netfo-uring":
+        from netfo import _fastpath
+        if _fastpath.uring_problem():
+            pytest.skip(_fastpath.uring_problem())
     fwd = microlab.Forwarder(rig, request.param)
     try:
         yield request.param, fwd

@@ -3,6 +3,7 @@
 from libc.stdint cimport uint32_t, uint64_t
 
 from .includes cimport linux
+from .includes.tapring cimport tapring
 from .includes.system cimport iovec, mmsghdr
 from .gro cimport gro_frame
 
@@ -38,6 +39,11 @@ cdef enum:
     RX_GRACE_NS = 100000000
     LOOP_TX = 0                 # loops[], acked[]: the loop that reads the TAP
     LOOP_RX = 1                 # ... and the one that reads the slaves
+    C_TAP_IO_SYSCALLS = 0       # --tap-io: read()/write() per frame
+    C_TAP_IO_URING = 1          # io_uring (tapring.h)
+    C_TAP_IO_AUTO = 2           # C_TAP_IO_AUTO_IS where the kernel allows, else syscalls
+    C_TAP_IO_URING_WRITE = 3    # io_uring for the TAP writes only
+    C_TAP_IO_AUTO_IS = C_TAP_IO_URING_WRITE     # what measured faster: see README
 
 
 cdef struct slot_stats:
@@ -119,6 +125,14 @@ cdef class Datapath:
     cdef char rxcmsg[C_BATCH][CMSGSZ]
     cdef gro_frame rxout[C_BATCH]     # the frames of a batch that go to the master
     cdef int gro                      # coalesce TCP segments before the TAP write
+    # --tap-io uring: TAP reads (TX loop) and writes (RX loop), one ring each
+    cdef int uring                    # 1: the TAP is read through io_uring (rd)
+    cdef int uring_wr                 # 1: ... and written through it (wr)
+    cdef int uring_err                # why not (errno), when --tap-io auto fell back
+    cdef int rd_closing               # the TX loop is stopping: do not re-arm
+    cdef tapring rd, wr
+    cdef int wres[C_BATCH]            # the writes' results
+    cdef int wfrom[C_BATCH]           # ... and which of rxout each one wrote
 
     cdef int _watch(self, int ep, int fd, uint32_t tag) except -1
     cdef object _run(self, int ep, int first, int last)
@@ -136,6 +150,13 @@ cdef class Datapath:
     cdef int _link_ok(self, int s) noexcept nogil
     cdef void _hold(self, int s, uint64_t *why) noexcept nogil
     cdef int _pump_tap(self) noexcept nogil
+    cdef void _send_batch(self, int n) noexcept nogil
+    cdef int _pump_tap_uring(self) noexcept nogil
+    cdef int _uring_arm(self) noexcept nogil
+    cdef void _uring_disarm(self) noexcept nogil
+    cdef int _deliver(self, int nout) noexcept nogil
+    cdef void _tap_delivered(self, gro_frame *out) noexcept nogil
+    cdef void _tap_dropped(self, gro_frame *out) noexcept nogil
     cdef int _wait_writable(self, int fd) noexcept nogil
     cdef int _pump_slave(self, int s) noexcept nogil
     cdef void _rx_drop(self, int s, uint64_t *reason) noexcept nogil

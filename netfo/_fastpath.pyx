@@ -32,7 +32,7 @@ from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memmove, memset
 from libc.errno cimport (errno, EAGAIN, EINTR, ENOBUFS, ENETDOWN, ENXIO,
-                         ENODEV, EINVAL, EIO, EBADFD, ETIMEDOUT)
+                         ENODEV, EINVAL, EIO, EBADFD, ETIMEDOUT, ENOSYS, EOPNOTSUPP)
 
 from .includes cimport linux, system
 from .includes.system cimport (
@@ -46,6 +46,9 @@ from .includes.linux cimport (
     SIOCGIFFLAGS, sockaddr_ll, tpacket_auxdata, virtio_net_hdr)
 from . cimport gro
 from .gro cimport gro_frame
+from .includes.tapring cimport (
+    tr_zero, tr_probe, tr_init_reader, tr_init_writer, tr_free, tr_fd, tr_arm,
+    tr_reap, tr_release, tr_cancel, tr_wait, tr_write, tr_flush)
 from .includes.atomics cimport (
     load_int, store_int, load_int_sc, store_int_sc, add_int, load_u64,
     store_u64, add_u64)
@@ -94,6 +97,23 @@ TUN_F_CSUM = linux.TUN_F_CSUM
 TUN_F_TSO4 = linux.TUN_F_TSO4
 TUN_F_TSO6 = linux.TUN_F_TSO6
 TUN_F_TSO_ECN = linux.TUN_F_TSO_ECN
+# How the loop reads and writes the TAP (--tap-io).
+TAP_IO_SYSCALLS = C_TAP_IO_SYSCALLS     # read()/write() per frame
+TAP_IO_URING = C_TAP_IO_URING           # io_uring: multishot reads, batched writes
+TAP_IO_URING_WRITE = C_TAP_IO_URING_WRITE   # io_uring for the writes only
+TAP_IO_AUTO = C_TAP_IO_AUTO             # what measured faster where the kernel allows
+
+
+def uring_problem():
+    """None if --tap-io uring can work here, else why not (one line)."""
+    cdef int err = tr_probe()
+    if err == 0:
+        return None
+    if err == ENOSYS:
+        return "this kernel has no io_uring (or kernel.io_uring_disabled is set)"
+    if err == EOPNOTSUPP:
+        return "this kernel has no multishot reads (IORING_OP_READ_MULTISHOT: Linux 6.7)"
+    return "io_uring: " + os.strerror(err)
 
 
 cdef class Datapath:
@@ -102,11 +122,18 @@ cdef class Datapath:
     threads=1: run() serves both directions in one loop.  threads=2:
     run_tx() (master -> slave) and run_rx() (slaves -> master) each run in a
     thread of their own, so a burst one way never waits behind the other.
+
+    tap_io: TAP_IO_SYSCALLS (read()/write() per frame), TAP_IO_URING
+    (io_uring; OSError if this kernel cannot) or TAP_IO_AUTO (io_uring if
+    it can; tap_io() says which was chosen).
     """
 
-    def __cinit__(self, int tap_fd, int rx_policy=RX_ACTIVE, int threads=1):
-        cdef int i
+    def __cinit__(self, int tap_fd, int rx_policy=RX_ACTIVE, int threads=1,
+                  int tap_io=C_TAP_IO_SYSCALLS):
+        cdef int i, err, mode
         # Every fd -1 before anything can fail: __dealloc__ runs anyway.
+        tr_zero(&self.rd)
+        tr_zero(&self.wr)
         self.tap_fd = tap_fd
         self.ep_tx = self.ep_rx = self.cmd_tx = self.cmd_rx = self.ack_fd = self.ev_fd = -1
         self.nl_fd = -1
@@ -134,6 +161,27 @@ cdef class Datapath:
             self.rxmsg[i].msg_hdr.msg_name = &self.rxaddr[i]
             self.rxmsg[i].msg_hdr.msg_control = self.rxcmsg[i]
         self.set_rx_policy(rx_policy)
+        if tap_io not in (C_TAP_IO_SYSCALLS, C_TAP_IO_URING, C_TAP_IO_AUTO,
+                          C_TAP_IO_URING_WRITE):
+            raise ValueError("unknown tap_io %d" % tap_io)
+        mode = C_TAP_IO_AUTO_IS if tap_io == C_TAP_IO_AUTO else tap_io
+        if mode != C_TAP_IO_SYSCALLS:
+            err = tr_probe()
+            if not err and mode == C_TAP_IO_URING:
+                err = tr_init_reader(&self.rd, tap_fd, C_BUFSZ)
+            if not err:
+                err = tr_init_writer(&self.wr, tap_fd, C_BATCH)
+            if err:
+                tr_free(&self.rd)
+                tr_free(&self.wr)
+                if tap_io != C_TAP_IO_AUTO:
+                    raise OSError(err, "--tap-io %s: %s" % (
+                        "uring" if tap_io == C_TAP_IO_URING else "uring-write",
+                        uring_problem() or os.strerror(err)))
+                self.uring_err = err
+            else:
+                self.uring = mode == C_TAP_IO_URING
+                self.uring_wr = 1
         self.ep_tx = epoll_create1(EPOLL_CLOEXEC)
         self.ep_rx = self.ep_tx if threads == 1 else epoll_create1(EPOLL_CLOEXEC)
         self.cmd_tx = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
@@ -143,6 +191,15 @@ cdef class Datapath:
         if min(self.ep_tx, self.ep_rx, self.cmd_tx, self.cmd_rx, self.ack_fd, self.ev_fd) < 0:
             raise OSError(errno, "datapath: epoll/eventfd setup failed")
         self._watch(self.ep_tx, tap_fd, TAG_TAP)
+        if self.uring:
+            # epoll stays the loop's one wait. The ring's fd is readable
+            # while completions wait (no eventfd to read and reset): frames
+            # read as task work at the exit of any other system call. The
+            # TAP's own fd stays watched too: a frame that wakes a sleeping
+            # loop is then read as the epoll_wait that reports it returns,
+            # instead of that wait ending in EINTR and a second one
+            # reporting the ring.
+            self._watch(self.ep_tx, tr_fd(&self.rd), TAG_TAP)
         self._watch(self.ep_tx, self.cmd_tx, TAG_CMD_TX)
         self._watch(self.ep_rx, self.cmd_rx, TAG_CMD_RX)
 
@@ -158,6 +215,8 @@ cdef class Datapath:
         for i in (self.nl_fd, self.ep_tx, self.cmd_tx, self.cmd_rx, self.ack_fd, self.ev_fd):
             if i >= 0:
                 close(i)
+        tr_free(&self.rd)
+        tr_free(&self.wr)
         free(self.txbuf)
         free(self.rxbuf)
 
@@ -356,7 +415,11 @@ cdef class Datapath:
         for w in range(first, last + 1):
             add_int(&self.loops[w], 1)
         with nogil:
-            err = self._loop(ep)
+            err = self._uring_arm() if first == LOOP_TX else 0
+            if not err:
+                err = self._loop(ep)
+            if first == LOOP_TX:
+                self._uring_disarm()
             # Not running any more, before the GIL is back: a set_slave()
             # waiting for this loop's acknowledgement must not wait for it.
             for w in range(first, last + 1):
@@ -365,6 +428,14 @@ cdef class Datapath:
         if err:
             raise OSError(err, os.strerror(err))
         return None
+
+    def tap_io(self):
+        """How the loop reads and writes the TAP: "uring" or "syscalls"."""
+        return "uring" if self.uring else "uring-write" if self.uring_wr else "syscalls"
+
+    def uring_error(self):
+        """The errno that made TAP_IO_AUTO fall back to syscalls (0: none)."""
+        return self.uring_err
 
     def stats(self):
         """Counters: master totals (monotonic) and per-slot since enslaved."""
@@ -559,9 +630,10 @@ cdef class Datapath:
     cdef int _pump_tap(self) noexcept nogil:
         """Read a batch from the master and send it via the active slave.
         Returns 0, or the errno of a read that says the TAP is gone."""
-        cdef int n = 0, sent = 0, s, k, err, i, gone = 0, waits = 0, fd
+        cdef int n = 0, err, gone = 0
         cdef ssize_t r
-        cdef uint64_t nbytes
+        if self.uring:
+            return self._pump_tap_uring()
         while n < C_BATCH:
             r = read(self.tap_fd, self.txiov[n].iov_base, C_BUFSZ)
             if r < 0:
@@ -583,12 +655,20 @@ cdef class Datapath:
             self.txiov[n].iov_len = r
             n += 1
         self.m.tx_received += n
+        self._send_batch(n)
+        return gone
+
+    cdef void _send_batch(self, int n) noexcept nogil:
+        """Send txmsg[0:n] via the active slave (falling over, waiting for
+        room, or dropping, as below)."""
+        cdef int sent = 0, s, k, err, i, waits = 0, fd
+        cdef uint64_t nbytes
         while sent < n:
             s = self._active()
             if s < 0:
                 self.m.drop_no_slave += n - sent
                 self.m.tx_dropped += n - sent
-                return gone
+                return
             if not self._link_ok(s):
                 # Closing (unplug, admin down): once the kernel has stopped
                 # the device its qdisc is a no-op that drops frames and
@@ -627,12 +707,61 @@ cdef class Datapath:
                 self.m.drop_tx_nobufs += n - sent
                 self.slots[s].tx_dropped += n - sent
                 self.m.tx_dropped += n - sent
-                return gone
+                return
             self.m.drop_tx_error += 1
             self.slots[s].tx_dropped += 1
             self.m.tx_dropped += 1
             sent += 1
-        return gone
+
+    # ---- --tap-io uring (includes/tapring.h) ----
+
+    cdef int _pump_tap_uring(self) noexcept nogil:
+        """_pump_tap with the frames the multishot read left in provided
+        buffers: no system call to read them. Returns 0, or the errno that
+        ended the read when the TAP is gone (or the read cannot go on)."""
+        cdef int k, i, n = 0, err
+        k = tr_reap(&self.rd, self.txiov, C_BATCH)
+        for i in range(k):
+            if self.txiov[i].iov_len <= VNET:
+                self.m.tx_received += 1
+                self.m.drop_tap_read += 1
+                self.m.tx_dropped += 1
+                continue
+            if n != i:
+                self.txiov[n] = self.txiov[i]
+            n += 1
+        self.m.tx_received += n
+        if n:
+            self._send_batch(n)
+        tr_release(&self.rd)
+        if not self.rd.armed and not self.rd_closing:
+            # It ends on ENOBUFS (every buffer was ours): the frames wait in
+            # the TAP's queue until it is armed again, now that they are back.
+            if self.rd.err:
+                return self.rd.err
+            return tr_arm(&self.rd)
+        return 0
+
+    cdef int _uring_arm(self) noexcept nogil:
+        """Start the multishot read in this (the TX loop's) thread, whose
+        task work its reads are. 0 or an errno."""
+        if not self.uring:
+            return 0
+        self.rd_closing = 0
+        return tr_arm(&self.rd)
+
+    cdef void _uring_disarm(self) noexcept nogil:
+        """Stop the read (the loop leaves; its thread may end, which would
+        cancel it anyway) and send what it had read meanwhile."""
+        cdef int waits = 0
+        if not self.uring or not self.rd.armed:
+            return
+        self.rd_closing = 1
+        tr_cancel(&self.rd)
+        while self.rd.armed and waits < 20:
+            if tr_wait(&self.rd) < 0:
+                waits += 1
+            self._pump_tap_uring()
 
     cdef int _wait_writable(self, int fd) noexcept nogil:
         """1 if fd can take a frame within TX_WAIT_MS, else 0. (ENOBUFS
@@ -736,28 +865,55 @@ cdef class Datapath:
             nout += 1
         if self.gro and nout > 1:
             self.m.rx_coalesced += gro.gro_batch(self.rxout, nout, VNET)
+        return self._deliver(nout)
+
+    cdef int _deliver(self, int nout) noexcept nogil:
+        """Write the batch's frames (rxout) into the master: one write() each
+        (syscalls), or all in one io_uring_enter (--tap-io uring, uring-write:
+        the buffers are free again when it returns). 0, or EBADFD if the TAP
+        is gone (see _pump_tap)."""
+        cdef int i, err, nw = 0, gone = 0
+        cdef gro_frame *out
         for i in range(nout):
             out = &self.rxout[i]
             if out.segs == 0:
                 continue            # merged into an earlier frame
-            if write(self.tap_fd, out.p, out.len) < 0:
+            if self.uring_wr:
+                self.wfrom[nw] = i
+                tr_write(&self.wr, nw, out.p, out.len)
+                nw += 1
+            elif write(self.tap_fd, out.p, out.len) < 0:
                 err = errno
-                self.m.drop_tap_write += out.segs
-                self.m.rx_dropped += out.segs
+                self._tap_dropped(out)
                 if err == EBADFD:
-                    # the TAP is gone (see _pump_tap); what is left of
-                    # the batch is not delivered either
+                    # what is left of the batch is not delivered either
                     for i in range(i + 1, nout):
-                        self.m.drop_tap_write += self.rxout[i].segs
-                        self.m.rx_dropped += self.rxout[i].segs
-                    return err
-                continue
-            self.m.rx_packets += out.segs
-            # bytes as they were received, whether merged or not
-            self.m.rx_bytes += out.len - VNET
-            if out.segs > 1:
-                self.m.rx_bytes += (out.segs - 1) * (<virtio_net_hdr *>out.p).hdr_len
-        return 0
+                        self._tap_dropped(&self.rxout[i])
+                    return EBADFD
+            else:
+                self._tap_delivered(out)
+        if nw:
+            tr_flush(&self.wr, nw, self.wres)
+            for i in range(nw):
+                out = &self.rxout[self.wfrom[i]]
+                if self.wres[i] < 0:
+                    self._tap_dropped(out)
+                    if self.wres[i] == -EBADFD:
+                        gone = EBADFD
+                else:
+                    self._tap_delivered(out)
+        return gone
+
+    cdef inline void _tap_delivered(self, gro_frame *out) noexcept nogil:
+        self.m.rx_packets += out.segs
+        # bytes as they were received, whether merged or not
+        self.m.rx_bytes += out.len - VNET
+        if out.segs > 1:
+            self.m.rx_bytes += (out.segs - 1) * (<virtio_net_hdr *>out.p).hdr_len
+
+    cdef inline void _tap_dropped(self, gro_frame *out) noexcept nogil:
+        self.m.drop_tap_write += out.segs
+        self.m.rx_dropped += out.segs
 
     cdef inline void _rx_drop(self, int s, uint64_t *reason) noexcept nogil:
         reason[0] += 1

@@ -18,6 +18,7 @@ from typing import Optional
 
 RX_POLICIES = ("active", "kernel", "all")
 RESELECT = ("always", "better", "failure")
+TAP_IO = ("syscalls", "uring", "uring-write", "auto")
 IFNAMSIZ = 16
 MAX_MS = 3_600_000          # an hour: any interval or delay beyond is a typo
 MAX_BUSY_POLL_US = 1_000_000
@@ -64,6 +65,11 @@ class Config:
         "MTU-sized into one 64 KB frame before the master's stack sees them, as a "
         "NIC's GRO does (default %(default)s: it doubled TCP network->guest from a wire)",
         choices=("on", "off"))
+    tap_io: str = _opt(
+        "syscalls", "how the loop reads and writes the TAP: read()/write() per frame "
+        "(syscalls, default), io_uring with multishot reads and batched writes (uring: "
+        "Linux 6.7 or later), io_uring for the writes only (uring-write), or what measured "
+        "fastest, uring-write, where the kernel allows it (auto)", choices=TAP_IO)
     updelay: int = _opt(
         0, "a slave that comes back must stay ready this long before it transmits again "
         "(default %(default)s, as net_failover)", metavar="MS")

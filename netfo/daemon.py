@@ -49,6 +49,8 @@ log = logging.getLogger("netfo")
 
 RX_POLICIES = {"active": _fastpath.RX_ACTIVE, "kernel": _fastpath.RX_KERNEL,
                "all": _fastpath.RX_ALL}
+TAP_IO = {"syscalls": _fastpath.TAP_IO_SYSCALLS, "uring": _fastpath.TAP_IO_URING,
+          "uring-write": _fastpath.TAP_IO_URING_WRITE, "auto": _fastpath.TAP_IO_AUTO}
 TICK = 0.2          # s between polls of what netlink does not announce
 # The TAP's queue (tun's ring, txqueuelen frames) holds what the guest sends
 # while one daemon's loops stop and the next one's start: 1 s at 10,000
@@ -108,6 +110,9 @@ class Daemon:
 
     def _up(self) -> None:
         cfg = self.config
+        if cfg.tap_io in ("uring", "uring-write") and _fastpath.uring_problem():
+            raise NetfoError(f"--tap-io {cfg.tap_io}: {_fastpath.uring_problem()} (use "
+                             f"--tap-io auto or syscalls)")      # before any change
         plan = build.check(self.ipr, self.ifname, replacing=self.takeover)
         if plan.kind == "redo":
             log.info("%s: the last netfo died while setting up: restoring, then again",
@@ -144,7 +149,14 @@ class Daemon:
         self.mac = sb.mac
         self.group.master_index = self.master_index
 
-        self.dp = _fastpath.Datapath(self.builder.tap_fd, RX_POLICIES[cfg.rx_policy], cfg.threads)
+        try:
+            self.dp = _fastpath.Datapath(self.builder.tap_fd, RX_POLICIES[cfg.rx_policy],
+                                         cfg.threads, TAP_IO[cfg.tap_io])
+        except OSError as e:                # io_uring set-up (e.g. locked memory)
+            raise NetfoError(f"{self.ifname}: {e.strerror or e}") from None
+        log.info("%s: TAP I/O: %s%s", self.ifname, self.dp.tap_io(),
+                 f" (--tap-io auto: {_fastpath.uring_problem() or os.strerror(self.dp.uring_error())})"
+                 if self.dp.uring_error() else "")
         self.dp.set_busy_poll(cfg.busy_poll)
         self.dp.set_gro(cfg.gro == "on")
         self.dp.set_resend(cfg.resend)

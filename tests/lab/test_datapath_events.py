@@ -29,7 +29,7 @@ def running(dev):                       # /sys is the parent namespace's
     p = subprocess.run(["ip", "-j", "link", "show", "dev", dev], capture_output=True, text=True)
     return json.loads(p.stdout)[0]["operstate"] == "UP"
 
-threads = int(sys.argv[1])
+threads, tap_io = int(sys.argv[1]), int(sys.argv[2])
 sh("ip", "link", "set", "lo", "up")
 sh("ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1")
 sh("ip", "link", "add", "w0", "type", "veth", "peer", "name", "w1")
@@ -40,7 +40,7 @@ tap.set_carrier(tfd, True)
 sh("ip", "link", "set", "t0", "up")
 assert wait_for(lambda: running("v0") and running("w0")), "veths not running"
 
-dp = fp.Datapath(tfd, fp.RX_ACTIVE, threads)
+dp = fp.Datapath(tfd, fp.RX_ACTIVE, threads, tap_io)
 nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE)
 nl.bind((0, 1))                                 # RTMGRP_LINK
 dp.watch_links(nl.detach())
@@ -89,9 +89,15 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.parametrize("tap_io", ["syscalls", "uring"])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_loop_events_and_tap_gone(threads):
-    p = subprocess.run(["unshare", "--net", sys.executable, "-c", SCRIPT, str(threads)],
+def test_loop_events_and_tap_gone(threads, tap_io):
+    """Also with --tap-io uring: the multishot read ends with EBADFD."""
+    from netfo import _fastpath as fp
+    if tap_io == "uring" and fp.uring_problem():
+        pytest.skip(fp.uring_problem())
+    mode = fp.TAP_IO_URING if tap_io == "uring" else fp.TAP_IO_SYSCALLS
+    p = subprocess.run(["unshare", "--net", sys.executable, "-c", SCRIPT, str(threads), str(mode)],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     got = json.loads(p.stdout.strip().splitlines()[-1])

@@ -133,9 +133,22 @@ def payload():
 
 # ------------------------------------------------------------ 1. bulk TCP
 
-@pytest.mark.parametrize("gro", ["off", "on"])
+def tap_io_rings(pid: int) -> int:
+    """How many io_uring instances process pid holds."""
+    fds = f"/proc/{pid}/fd"
+    n = 0
+    for fd in os.listdir(fds):
+        try:
+            n += os.readlink(f"{fds}/{fd}") == "anon_inode:[io_uring]"
+        except OSError:
+            pass
+    return n
+
+
+@pytest.mark.parametrize("tap_io,gro", [("syscalls", "off"), ("syscalls", "on"),
+                                        ("uring", "on"), ("uring-write", "on")])
 @pytest.mark.parametrize("labname", ["lab", "wire_lab"])
-def test_tcp_64mb_each_direction_intact(request, labname, payload, gro):
+def test_tcp_64mb_each_direction_intact(request, labname, tap_io, gro, payload):
     """64 MB each way arrive byte-exact, through the primary.
 
     `lab`: the peer has offloads on, so 64 KB GSO frames with partial
@@ -145,9 +158,15 @@ def test_tcp_64mb_each_direction_intact(request, labname, payload, gro):
     """
     lab = request.getfixturevalue(labname)
     path, digest = payload
-    n = Netfo(lab, "--gro", gro).start()
+    if tap_io != "syscalls":
+        from netfo import _fastpath
+        if _fastpath.uring_problem():
+            pytest.skip(_fastpath.uring_problem())
+    n = Netfo(lab, "--tap-io", tap_io, "--gro", gro).start()
     try:
         assert n.status()["active"] == "primary"
+        # uring: one ring reads the TAP, one writes it; uring-write: one; syscalls: none.
+        assert tap_io_rings(n.pid) == {"uring": 2, "uring-write": 1, "syscalls": 0}[tap_io]
         rates, sizes = {}, {}
         for name, src_ns, dst_ns, dst_ip, port, mkey in (
                 ("guest->peer", "guest", "peer", PEER_IP4, 5201, "tx_bytes"),

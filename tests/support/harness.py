@@ -24,3 +24,11 @@ class Netfo(harness.Netfo):
 
     error = AssertionError
     tail_lines = 40
+
+    def __init__(self, lab, *args: str, **kw) -> None:
+        # NETFO_TEST_TAP_IO=uring|syscalls|auto: the whole lab suite with
+        # that TAP I/O (tests that choose one themselves keep theirs).
+        forced = os.environ.get("NETFO_TEST_TAP_IO")
+        if forced and "--tap-io" not in args:
+            args = (*args, "--tap-io", forced)
+        super().__init__(lab, *args, **kw)
