@@ -66,10 +66,11 @@ class Config:
         "NIC's GRO does (default %(default)s: it doubled TCP network->guest from a wire)",
         choices=("on", "off"))
     tap_io: str = _opt(
-        "syscalls", "how the loop reads and writes the TAP: read()/write() per frame "
-        "(syscalls, default), io_uring with multishot reads and batched writes (uring: "
-        "Linux 6.7 or later), io_uring for the writes only (uring-write), or what measured "
-        "fastest, uring-write, where the kernel allows it (auto)", choices=TAP_IO)
+        "auto", "how the loop reads and writes the TAP: read()/write() per frame "
+        "(syscalls), io_uring with multishot reads and batched writes (uring: Linux 6.7 "
+        "or later), io_uring for the writes only (uring-write), or what measured fastest, "
+        "uring-write, where the kernel allows it, else syscalls (auto, default)",
+        choices=TAP_IO)
     updelay: int = _opt(
         0, "a slave that comes back must stay ready this long before it transmits again "
         "(default %(default)s, as net_failover)", metavar="MS")

@@ -188,7 +188,7 @@ def test_unknown_tap_io_is_refused():
 
 
 def test_config_tap_io_choices():
-    assert Config().tap_io == "syscalls"
+    assert Config().tap_io == "auto"          # uring-write where the kernel allows it
     assert Config(tap_io="uring").tap_io == "uring"
     with pytest.raises(ValueError, match="--tap-io must be one of syscalls, uring, uring-write, auto"):
         Config(tap_io="epoll")
