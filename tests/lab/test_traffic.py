@@ -20,6 +20,7 @@ import pytest
 from netfo.lab import GUEST_IP4, GUEST_IP6, MAC, PEER_IP4, PEER_IP6
 
 from support.harness import Netfo
+from support.state import io_uring_rings
 from support.traffic import Capture, ping
 
 MB = 1 << 20
@@ -133,16 +134,6 @@ def payload():
 
 # ------------------------------------------------------------ 1. bulk TCP
 
-def tap_io_rings(pid: int) -> int:
-    """How many io_uring instances process pid holds."""
-    fds = f"/proc/{pid}/fd"
-    n = 0
-    for fd in os.listdir(fds):
-        try:
-            n += os.readlink(f"{fds}/{fd}") == "anon_inode:[io_uring]"
-        except OSError:
-            pass
-    return n
 
 
 @pytest.mark.parametrize("tap_io,gro", [("syscalls", "off"), ("syscalls", "on"),
@@ -166,7 +157,7 @@ def test_tcp_64mb_each_direction_intact(request, labname, tap_io, gro, payload):
     try:
         assert n.status()["active"] == "primary"
         # uring: one ring reads the TAP, one writes it; uring-write: one; syscalls: none.
-        assert tap_io_rings(n.pid) == {"uring": 2, "uring-write": 1, "syscalls": 0}[tap_io]
+        assert io_uring_rings(n.pid) == {"uring": 2, "uring-write": 1, "syscalls": 0}[tap_io]
         rates, sizes = {}, {}
         for name, src_ns, dst_ns, dst_ip, port, mkey in (
                 ("guest->peer", "guest", "peer", PEER_IP4, 5201, "tx_bytes"),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 LINK_KEYS = ("ifname", "mtu", "address", "qdisc", "txqlen", "min_mtu", "max_mtu",
@@ -58,3 +59,15 @@ def diff(a: dict, b: dict) -> list:
             else:
                 out.append((key, a[key], b[key]))
     return out
+
+
+def io_uring_rings(pid: int) -> int:
+    """How many io_uring instances process pid holds (netfo's --tap-io)."""
+    fds = f"/proc/{pid}/fd"
+    n = 0
+    for fd in os.listdir(fds):
+        try:
+            n += os.readlink(f"{fds}/{fd}") == "anon_inode:[io_uring]"
+        except OSError:
+            pass
+    return n

@@ -16,6 +16,7 @@ except ImportError as e:        # pragma: no cover - a build without the extensi
     pytest.skip(f"netfo._fastpath is not built ({e})", allow_module_level=True)
 
 from netfo.config import Config
+from support.state import io_uring_rings
 
 V = fp.VNET_HDR_LEN
 NEED_URING = pytest.mark.skipif(fp.uring_problem() is not None,
@@ -51,15 +52,8 @@ def seqs(frames) -> list:
     return [struct.unpack("!I", f[V:V + 4])[0] for f in frames]
 
 
-def rings(pid: int = 0) -> int:
-    fds = f"/proc/{pid or os.getpid()}/fd"
-    n = 0
-    for fd in os.listdir(fds):
-        try:
-            n += os.readlink(f"{fds}/{fd}") == "anon_inode:[io_uring]"
-        except OSError:
-            pass
-    return n
+def rings() -> int:
+    return io_uring_rings(os.getpid())
 
 
 class Rig:
