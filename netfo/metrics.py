@@ -92,6 +92,14 @@ def _number(v) -> str:
     return str(int(v))
 
 
+def _directions(prefix: str, labels: dict, stats: dict) -> Iterable[tuple]:
+    """Packets, bytes and drops per direction, as an interface counts them."""
+    for d in DIRECTIONS:
+        lab = {**labels, "direction": d}
+        for what in ("packets", "bytes", "dropped"):
+            yield f"{prefix}_{what}_total", lab, stats[f"{d}_{what}"]
+
+
 def _samples(st: dict) -> Iterable[tuple]:
     """(family, labels, value) of one master's status."""
     m = st["master"]
@@ -102,11 +110,7 @@ def _samples(st: dict) -> Iterable[tuple]:
         yield "netfo_start_time_seconds", master, float(st["since"])
     yield "netfo_master_carrier", master, bool(m["carrier"])
     s = m["stats"]
-    for d in DIRECTIONS:
-        lab = {**master, "direction": d}
-        yield "netfo_master_packets_total", lab, s[f"{d}_packets"]
-        yield "netfo_master_bytes_total", lab, s[f"{d}_bytes"]
-        yield "netfo_master_dropped_total", lab, s[f"{d}_dropped"]
+    yield from _directions("netfo_master", master, s)
     if "rx_coalesced" in s:
         yield "netfo_gro_merged_segments_total", master, s["rx_coalesced"]
     for reason, n in sorted(st.get("drops", {}).items()):
@@ -127,12 +131,7 @@ def _samples(st: dict) -> Iterable[tuple]:
         yield "netfo_slave_carrier", lab, bool(sl["carrier"])
         if "link_failures" in sl:
             yield "netfo_slave_link_failures_total", lab, sl["link_failures"]
-        c = sl["stats"]
-        for d in DIRECTIONS:
-            dl = {**lab, "direction": d}
-            yield "netfo_slave_packets_total", dl, c[f"{d}_packets"]
-            yield "netfo_slave_bytes_total", dl, c[f"{d}_bytes"]
-            yield "netfo_slave_dropped_total", dl, c[f"{d}_dropped"]
+        yield from _directions("netfo_slave", lab, sl["stats"])
         probe = sl.get("probe")
         if probe:
             yield "netfo_probe_path_up", lab, bool(probe["up"])
