@@ -10,6 +10,7 @@ import pytest
 
 from netfo import control, server
 from netfo.server import MAX_REQUEST, RequestError, Server, parse_request
+from support.clock import Clock
 
 
 @pytest.mark.parametrize("line", [
@@ -55,14 +56,6 @@ def test_handlers_check_values_too():
 
 
 # -- the connections, driven as the daemon's loop drives them ---------------
-
-class Clock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self):
-        return self.t
-
 
 class FakeDaemon:
     def __init__(self):

@@ -15,14 +15,7 @@ from netfo import control, server
 from netfo.errors import NetfoError
 from netfo.events import EventLog
 from netfo.server import Server, parse_request
-
-
-class Clock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self):
-        return self.t
+from support.clock import Clock
 
 
 class Group:
