@@ -20,6 +20,10 @@ cdef enum:
     TAG_CMD_TX = 3
     TAG_CMD_RX = 4
     TAG_NETLINK = 5
+    TAG_CARRIER = 6             # the miimon timer
+    # While nothing can transmit and frames keep coming, look for a slave
+    # whose carrier is back at most this often (two sysfs reads each time)
+    RECOVER_EVERY_NS = 1000000
     NLBUFSZ = 16384
     # A slave whose queue is full (EAGAIN, ENOBUFS): wait for it to take
     # frames again at most TX_WAITS times per batch, TX_WAIT_MS each, then
@@ -79,6 +83,7 @@ cdef struct master_stats:
     uint64_t drop_outgoing       # RX of a frame the slave sent (PACKET_IGNORE_OUTGOING missing)
     uint64_t send_failovers      # active slave failed mid-send; loop switched
     uint64_t link_holds          # the loop left a slave itself: link event, not running
+    uint64_t link_recoveries     # ... or took one whose carrier came back while none could transmit
     # RX segments merged into an earlier frame of their batch by --gro
     # (rx_packets still counts every segment delivered)
     uint64_t rx_coalesced
@@ -109,7 +114,10 @@ cdef class Datapath:
     cdef int rx_watched[2]            # slave fds in ep_rx (the RX loop's view)
     cdef int name_of[2]               # ifindex whose name ifname[] holds (TX loop)
     cdef char ifname[2][16]           # the slave's name as last looked up (renames)
+    cdef int carrier_fd[2]            # ... its /sys/class/net/*/carrier, or -1 (TX loop)
     cdef int nl_fd                    # link events (RTMGRP_LINK), read by the TX loop
+    cdef int tm_fd                    # miimon: timerfd, read by the TX loop
+    cdef uint64_t recover_after       # next time _send_batch may look for a slave (TX loop)
     cdef int deferred[NDEFER]         # old sockets to close at the next quiescent point
     cdef slot_stats slots[2]
     cdef master_stats m
@@ -148,6 +156,11 @@ cdef class Datapath:
     cdef int _loop(self, int ep) noexcept nogil
     cdef void _pump_links(self) noexcept nogil
     cdef int _link_ok(self, int s) noexcept nogil
+    cdef int _name(self, int s, bint again) noexcept nogil
+    cdef int _sysfs(self, int s, const char *attr) noexcept nogil
+    cdef int _carrier(self, int s) noexcept nogil
+    cdef void _pump_carrier(self) noexcept nogil
+    cdef int _recover(self) noexcept nogil
     cdef void _hold(self, int s, uint64_t *why) noexcept nogil
     cdef int _pump_tap(self) noexcept nogil
     cdef void _send_batch(self, int n) noexcept nogil

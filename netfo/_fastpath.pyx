@@ -21,6 +21,9 @@ kernel reports deleted, down or without carrier is held down at once, in the
 loop's own thread, before the control plane has even been scheduled; the
 control plane release()s it once it has decided on the slave's fresh state.
 Every such hold adds 1 to event_fd(), so the control plane need not poll.
+The loop reads the slaves' live carrier itself too (set_miimon), and while
+no slave can transmit it takes one whose carrier is back at once, as the
+kernel's per-frame check would, then tells event_fd() the same way.
 
 run(), run_tx() and run_rx() return None after stop(), and raise
 OSError(errno) when the loop cannot go on (epoll failed, the TAP is gone).
@@ -29,18 +32,20 @@ OSError(errno) when the loop cannot go on (epoll failed, the TAP is gone).
 import os
 
 from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, free, atoi
 from libc.string cimport memcpy, memmove, memset
 from libc.errno cimport (errno, EAGAIN, EINTR, ENOBUFS, ENETDOWN, ENXIO,
                          ENODEV, EINVAL, EIO, EBADFD, ETIMEDOUT, ENOSYS, EOPNOTSUPP)
 
 from .includes cimport linux, system
 from .includes.system cimport (
-    read, write, close, recv, recvmmsg, sendmmsg, cmsghdr, CMSG_FIRSTHDR,
+    read, pread, write, close, recv, recvmmsg, sendmmsg, cmsghdr, CMSG_FIRSTHDR,
     CMSG_NXTHDR, CMSG_DATA, MSG_DONTWAIT, MSG_TRUNC, epoll_event, epoll_create1,
     epoll_ctl, epoll_wait, EPOLLIN, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CLOEXEC,
     pollfd, poll, POLLIN, POLLOUT, ioctl, eventfd, EFD_NONBLOCK, EFD_CLOEXEC, ifreq,
-    IFF_UP, IFF_RUNNING, timespec, clock_gettime, CLOCK_MONOTONIC, htons)
+    IFF_UP, IFF_RUNNING, timespec, clock_gettime, CLOCK_MONOTONIC, htons, open,
+    O_RDONLY, O_CLOEXEC, itimerspec, timerfd_create, timerfd_settime, TFD_NONBLOCK,
+    TFD_CLOEXEC)
 from .includes.linux cimport (
     nlmsghdr, ifinfomsg, NLMSG_HDRLEN, RTM_NEWLINK, RTM_DELLINK, SIOCGIFNAME,
     SIOCGIFFLAGS, sockaddr_ll, tpacket_auxdata, virtio_net_hdr)
@@ -136,7 +141,8 @@ cdef class Datapath:
         tr_zero(&self.wr)
         self.tap_fd = tap_fd
         self.ep_tx = self.ep_rx = self.cmd_tx = self.cmd_rx = self.ack_fd = self.ev_fd = -1
-        self.nl_fd = -1
+        self.nl_fd = self.tm_fd = -1
+        self.carrier_fd[0] = self.carrier_fd[1] = -1
         self.fds[0] = self.fds[1] = -1
         self.rx_watched[0] = self.rx_watched[1] = -1
         for i in range(NDEFER):
@@ -212,7 +218,7 @@ cdef class Datapath:
         self._close_deferred()
         if self.ep_rx != self.ep_tx and self.ep_rx >= 0:
             close(self.ep_rx)
-        for i in (self.nl_fd, self.ep_tx, self.cmd_tx, self.cmd_rx, self.ack_fd, self.ev_fd):
+        for i in (self.nl_fd, self.tm_fd, self.carrier_fd[0], self.carrier_fd[1], self.ep_tx, self.cmd_tx, self.cmd_rx, self.ack_fd, self.ev_fd):
             if i >= 0:
                 close(i)
         tr_free(&self.rd)
@@ -277,6 +283,24 @@ cdef class Datapath:
             raise RuntimeError("already watching links")
         self.nl_fd = fd
         self._watch(self.ep_tx, fd, TAG_NETLINK)
+
+    def set_miimon(self, unsigned int ms):
+        """Read each slave's live carrier every ms (0: never) in the loop's
+        own thread: hold a ready slave that lost it, and take one that has
+        it back while none can transmit (link_holds, link_recoveries; both
+        add 1 to event_fd()).  The kernel announces a carrier loss up to a
+        second late (linkwatch); the driver's bit, in sysfs, is live."""
+        cdef itimerspec its
+        if self.tm_fd < 0:
+            self.tm_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
+            if self.tm_fd < 0:
+                raise OSError(errno, "datapath: timerfd_create failed")
+            self._watch(self.ep_tx, self.tm_fd, TAG_CARRIER)
+        its.it_interval.tv_sec = ms // 1000
+        its.it_interval.tv_nsec = (ms % 1000) * 1000000
+        its.it_value = its.it_interval
+        if timerfd_settime(self.tm_fd, 0, &its, NULL) < 0:
+            raise OSError(errno, "datapath: timerfd_settime failed")
 
     def set_resend(self, bint on):
         """On a send that fails because the slave is gone or down, switch and
@@ -361,9 +385,11 @@ cdef class Datapath:
     def event_fd(self):
         """An eventfd (EFD_NONBLOCK|EFD_CLOEXEC; the datapath's own, closed
         with it: never close it) to which the loop adds 1 whenever it holds
-        a slave down by itself: a link event, a slave found not running at a
-        send batch (both counted in link_holds), a failed send that fell over
-        to the other slave (send_failovers).  It is readable while its count
+        a slave down by itself: a link event, a carrier read, a slave found
+        not running at a send batch (all counted in link_holds), a failed
+        send that fell over to the other slave (send_failovers); or when it
+        took a slave whose carrier came back while none could transmit
+        (link_recoveries).  It is readable while its count
         is non-zero; reading 8 bytes returns the count and resets it.  Then
         release() and set_ready() as after any change."""
         return self.ev_fd
@@ -553,6 +579,8 @@ cdef class Datapath:
                     self._ack(LOOP_RX, self.cmd_rx)
                 elif tag == TAG_NETLINK:
                     self._pump_links()
+                elif tag == TAG_CARRIER:
+                    self._pump_carrier()
                 else:
                     err = self._pump_slave(tag - TAG_SLOT0)
                 if err:
@@ -591,6 +619,38 @@ cdef class Datapath:
                                 and not self._link_ok(s):
                             self._hold(s, &self.m.link_holds)
                 pos += (h.nlmsg_len + 3) & ~3
+            self._recover()
+
+    cdef int _name(self, int s, bint again) noexcept nogil:
+        """Put slot s's link name in ifname[s]: the cached one, unless again
+        (a rename) or it is another link's; 0, or -1 if the link is gone."""
+        cdef ifreq ifr
+        cdef char buf[16]
+        cdef ssize_t n
+        cdef int fd
+        cdef int index = load_int(&self.ifindex[s])
+        if self.name_of[s] == index and not again:
+            return 0
+        memset(&ifr, 0, sizeof(ifr))
+        ifr.ifr_ifindex = index
+        if ioctl(load_int(&self.fds[s]), SIOCGIFNAME, &ifr) < 0:
+            return -1
+        memcpy(self.ifname[s], ifr.ifr_name, 16)
+        self.name_of[s] = index
+        # the link's carrier file, if the sysfs mounted here is its
+        # network namespace's (the one that mounted it)
+        if self.carrier_fd[s] >= 0:
+            close(self.carrier_fd[s])
+        self.carrier_fd[s] = self._sysfs(s, b"carrier")
+        fd = self._sysfs(s, b"ifindex")
+        n = read(fd, buf, sizeof(buf) - 1) if fd >= 0 else -1
+        buf[max(n, 0)] = 0
+        if fd >= 0:
+            close(fd)
+        if self.carrier_fd[s] >= 0 and (n <= 0 or atoi(buf) != index):
+            close(self.carrier_fd[s])
+            self.carrier_fd[s] = -1
+        return 0
 
     cdef int _link_ok(self, int s) noexcept nogil:
         """Slot s's link, as it is now: up and running (0 if gone). One
@@ -598,23 +658,86 @@ cdef class Datapath:
         cdef ifreq ifr
         cdef int attempt
         cdef int fd = load_int(&self.fds[s])
-        cdef int index = load_int(&self.ifindex[s])
         if fd < 0:
             return 0
-        if index == 0:
+        if load_int(&self.ifindex[s]) == 0:
             return 1                    # set_slave() was not told which link
         for attempt in range(2):
-            if self.name_of[s] != index or attempt == 1:
-                memset(&ifr, 0, sizeof(ifr))
-                ifr.ifr_ifindex = index
-                if ioctl(fd, SIOCGIFNAME, &ifr) < 0:
-                    return 0
-                memcpy(self.ifname[s], ifr.ifr_name, 16)
-                self.name_of[s] = index
+            if self._name(s, attempt == 1) < 0:
+                return 0
             memset(&ifr, 0, sizeof(ifr))
             memcpy(ifr.ifr_name, self.ifname[s], 16)
             if ioctl(fd, SIOCGIFFLAGS, &ifr) == 0:
                 return (ifr.ifr_flags & IFF_UP) != 0 and (ifr.ifr_flags & IFF_RUNNING) != 0
+        return 0
+
+    cdef int _sysfs(self, int s, const char *attr) noexcept nogil:
+        """Open /sys/class/net/<ifname[s]>/<attr> (-1 if it cannot)."""
+        cdef char path[64]
+        cdef int k = 15
+        memcpy(path, b"/sys/class/net/", 15)
+        while k - 15 < 15 and self.ifname[s][k - 15]:
+            path[k] = self.ifname[s][k - 15]
+            k += 1
+        path[k] = b'/'
+        k += 1
+        while attr[0] and k < 63:
+            path[k] = attr[0]
+            attr += 1
+            k += 1
+        path[k] = 0
+        return open(path, O_RDONLY | O_CLOEXEC)
+
+    cdef int _carrier(self, int s) noexcept nogil:
+        """Slot s's live carrier: 1, 0 (none, admin down: EINVAL, or gone:
+        ENODEV), -1 (not known: no link given, or this mount's sysfs shows
+        another network namespace's links).  Read from sysfs, lockless in
+        the kernel, through a file kept open: a rename keeps it."""
+        cdef char bit[4]
+        cdef ssize_t n
+        if load_int(&self.fds[s]) < 0:
+            return 0
+        if load_int(&self.ifindex[s]) == 0:
+            return -1
+        if self._name(s, False) < 0:
+            return 0
+        if self.carrier_fd[s] < 0:
+            return -1
+        n = pread(self.carrier_fd[s], bit, sizeof(bit), 0)
+        return n > 0 and bit[0] == b'1'
+
+    cdef void _pump_carrier(self) noexcept nogil:
+        """miimon (set_miimon): hold a ready slave that lost its carrier,
+        then take one that has it back if none can transmit."""
+        cdef uint64_t ticks
+        cdef int s
+        read(self.tm_fd, &ticks, 8)
+        for s in range(2):
+            if load_int(&self.ready[s]) and self._carrier(s) == 0:
+                self._hold(s, &self.m.link_holds)
+        self._recover()
+
+    cdef int _recover(self) noexcept nogil:
+        """While no slave can transmit, take one whose carrier is back (the
+        preferred first) at once, as net_failover's per-frame carrier check
+        would, instead of waiting for the control plane: its hold ends, and
+        the control plane follows through event_fd().  The group does the
+        same (updelay yields when nothing else can transmit).  1 if one was
+        taken."""
+        cdef int p, s, i
+        cdef uint64_t one = 1
+        if self._active() >= 0:
+            return 0
+        p = load_int(&self.preferred)
+        for i in range(2):
+            s = p if i == 0 else 1 - p
+            if self._carrier(s) == 1:
+                store_int_sc(&self.held[s], 0)
+                store_int_sc(&self.ready[s], 1)
+                self._note_active()
+                self.m.link_recoveries += 1
+                write(self.ev_fd, &one, 8)
+                return 1
         return 0
 
     cdef inline void _hold(self, int s, uint64_t *why) noexcept nogil:
@@ -665,6 +788,10 @@ cdef class Datapath:
         cdef uint64_t nbytes
         while sent < n:
             s = self._active()
+            if s < 0 and monotonic_ns() >= self.recover_after:
+                self.recover_after = monotonic_ns() + RECOVER_EVERY_NS
+                if self._recover():
+                    continue
             if s < 0:
                 self.m.drop_no_slave += n - sent
                 self.m.tx_dropped += n - sent

@@ -52,6 +52,7 @@ RX_POLICIES = {"active": _fastpath.RX_ACTIVE, "kernel": _fastpath.RX_KERNEL,
 TAP_IO = {"syscalls": _fastpath.TAP_IO_SYSCALLS, "uring": _fastpath.TAP_IO_URING,
           "uring-write": _fastpath.TAP_IO_URING_WRITE, "auto": _fastpath.TAP_IO_AUTO}
 TICK = 0.2          # s between polls of what netlink does not announce
+SILENCE_CHECK = 1.0  # s between checks that the slaves are still silenced
 # The TAP's queue (tun's ring, txqueuelen frames) holds what the guest sends
 # while one daemon's loops stop and the next one's start: 1 s at 10,000
 # frames/s even on a loaded machine, then back to what it was.
@@ -90,6 +91,7 @@ class Daemon:
         self.nft_watch: Optional[nftwatch.Watch] = None
         self.nft_cause: Optional[str] = None    # who removed our nft table or chains
         self.next_probe = 0.0
+        self.next_silence_check = 0.0
         self.stop = threading.Event()
         self.started = time.time()
         self.settled_at = 0.0                   # monotonic end of setup
@@ -161,6 +163,7 @@ class Daemon:
         self.dp.set_gro(cfg.gro == "on")
         self.dp.set_resend(cfg.resend)
         self.dp.watch_links(links.link_socket(blocking=False).detach())
+        self.dp.set_miimon(cfg.miimon)
         self.slaves = Slaves(self.ipr, self.builder, self.dp, self.group.events, self.prober,
                              sb.mac, sb.mtu)
         if plan.kind != "fresh":            # the slaves are in the master's groups already
@@ -397,8 +400,12 @@ class Daemon:
         self._execute(self.group.link_removed(index))
 
     def _poll_carrier(self) -> None:
-        """miimon: read the live carrier bit, as the kernel's netlink
-        notification of a carrier loss can lag by up to a second (B-21)."""
+        """Tell the group the slaves' live carrier, as the kernel's netlink
+        notification of a carrier loss can lag by up to a second (B-21).
+        The loop reads it every miimon ms itself (no wake-up of ours) and
+        wakes us when it held or took a slave on it.  (A carrier that comes
+        back while the other slave transmits leaves the loop nothing to do:
+        netlink tells that at once, linkwatch's urgent case.)"""
         for role, state in list(self.slaves.held.items()):
             link = self.group.slaves.get(role)
             if link is None or links.live_ready(state.index) in (None, link.ready):
@@ -459,8 +466,10 @@ class Daemon:
         if self.loop_fd is None:
             self._follow_loop(counters=True)
         self.slaves.follow_lists(self.master_index)
-        # in case an announcement was lost, and for the sysctls (never announced)
-        self.slaves.keep_silent()
+        if time.monotonic() >= self.next_silence_check:
+            # in case an announcement was lost, and for the sysctls (never announced)
+            self.next_silence_check = time.monotonic() + SILENCE_CHECK
+            self.slaves.keep_silent()
 
     def _nft_changed(self) -> None:
         cause = self.nft_watch.drain()
@@ -472,6 +481,7 @@ class Daemon:
             os.read(self.loop_fd, 8)            # the eventfd's count: reset it
         except BlockingIOError:
             pass
+        self._poll_carrier()
         self._follow_loop(counters=True)
 
     # ------------------------------------------------------------ serve
@@ -545,7 +555,6 @@ class Daemon:
         self.beat = time.monotonic()
         self.service.ready()
         next_tick = time.monotonic()
-        miimon = self.config.miimon_s
         while not self.stop.is_set():
             self.beat = time.monotonic()
             deadlines = [d for d in (self.group.next_deadline(), self.server.next_deadline(),
@@ -553,7 +562,7 @@ class Daemon:
                                      self.notify_due[0] if self.notify_due else None) if d]
             if self.prober.enabled:
                 deadlines.append(self.next_probe)
-            wait = min([TICK, miimon or TICK] +
+            wait = min([TICK] +
                        [max(0.0, d - time.monotonic()) for d in deadlines])
             for key, mask in sel.select(wait):
                 if key.data is self.server:
@@ -576,8 +585,6 @@ class Daemon:
             if self.nft_cause is not None:
                 cause, self.nft_cause = self.nft_cause, None
                 self._guarded(self.slaves.keep_silent, cause)
-            if miimon:
-                self._guarded(self._poll_carrier)
             if self.notify_due:
                 self._guarded(self._announce)
             if self.prober.enabled and time.monotonic() >= self.next_probe:

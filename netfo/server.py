@@ -46,6 +46,8 @@ from .kernel import links
 log = logging.getLogger("netfo")
 
 STATUS_VERSION = 1
+# the loop's own moves (holds, falls over, recoveries): "loop_switches" in status
+LOOP_SWITCHES = ("link_holds", "send_failovers", "link_recoveries")
 ROLES = {"primary": Role.PRIMARY, "standby": Role.STANDBY, "auto": None}
 
 MAX_REQUEST = 64 * 1024         # bytes in a request line
@@ -492,7 +494,7 @@ class Server:
             "master": {"name": d.ifname, "index": d.master_index, "mac": d.mac,
                        "mtu": d.slaves.mtu, "carrier": bool(d.carrier),
                        "stats": {k: v for k, v in master.items() if not k.startswith("drop_")
-                                 and k not in ("send_failovers", "link_holds")}},
+                                 and k not in LOOP_SWITCHES}},
             "active": str(active) if active is not None else None,
             # the slot the loop transmits through now (equals "active" but
             # while a hold of the loop's own is being followed up)
@@ -512,7 +514,7 @@ class Server:
             "events": g.switches(d.settled_at)[-5:],
             # the loop's own switches are counted once, when the group follows them
             "failovers": g.failovers,
-            "loop_switches": master["link_holds"] + master["send_failovers"],
+            "loop_switches": sum(master[k] for k in LOOP_SWITCHES),
             "last_failover": g.last_failover,
             # the slaves' nft chains / sysctls put back after a firewall or
             # sysctl reload removed them (wall time of the last, or None)

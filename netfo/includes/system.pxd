@@ -5,6 +5,7 @@ from libc.stdint cimport uint16_t, uint32_t
 
 cdef extern from "<unistd.h>" nogil:
     ssize_t read(int fd, void *buf, size_t count)
+    ssize_t pread(int fd, void *buf, size_t count, long offset)
     ssize_t write(int fd, const void *buf, size_t count)
     int close(int fd)
 
@@ -78,6 +79,18 @@ cdef extern from "<time.h>" nogil:
         long tv_nsec
     int clock_gettime(int clk, timespec *ts)
     int CLOCK_MONOTONIC
+
+cdef extern from "<fcntl.h>" nogil:
+    int open(const char *path, int flags)
+    int O_RDONLY, O_CLOEXEC
+
+cdef extern from "<sys/timerfd.h>" nogil:
+    struct itimerspec:
+        timespec it_interval
+        timespec it_value
+    int timerfd_create(int clk, int flags)
+    int timerfd_settime(int fd, int flags, const itimerspec *new, itimerspec *old)
+    int TFD_NONBLOCK, TFD_CLOEXEC
 
 cdef extern from "<arpa/inet.h>" nogil:
     uint16_t htons(uint16_t)

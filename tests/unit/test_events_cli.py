@@ -73,6 +73,10 @@ class FakeDP:
         self.preferred = role
 
 
+class FakeSlaves(set):
+    held: dict = {}                         # no sockets: no live carrier to read
+
+
 @pytest.fixture
 def wired():
     pytest.importorskip("netfo._fastpath", reason="netfo.daemon needs the compiled extension")
@@ -80,7 +84,7 @@ def wired():
     d = Daemon("ens10", Config(notify_count=2))
     d.group = Group("ens10", MAC, standby_index=2, master_index=9)
     d.dp = FakeDP()
-    d.slaves = {Role.PRIMARY, Role.STANDBY}   # enslaved, as far as _push asks
+    d.slaves = FakeSlaves({Role.PRIMARY, Role.STANDBY})   # enslaved, as far as _push asks
     d.carrier = True
     d.group.link_changed(link(2, "ens10nsby"))
     d.group.link_changed(link(3, "ens11"))
