@@ -217,7 +217,7 @@ class Slaves:
                 if fd >= 0:
                     state.mcast = self._sync_mcast(fd, state.index, state.mcast, new)
             self.mcast = new
-        promisc = bool(links.flags(self.ipr, master_index) & links.IFF_PROMISC)
+        promisc = links.promiscuous(master_index)
         if promisc != self.promisc:
             self.dp.set_promisc(promisc)
             self.promisc = promisc

@@ -5,6 +5,7 @@ live here."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import ipaddress
 import logging
 import os
@@ -27,6 +28,7 @@ from ..group import Link
 IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
 IFF_PROMISC = 0x100
+SIOCGIFNAME, SIOCGIFFLAGS = 0x8910, 0x8913
 IFF_ALLMULTI = 0x200
 IFA_F_NODAD = 0x02
 RT_TABLE_LOCAL = 255
@@ -149,8 +151,17 @@ def dump(ipr: IPRoute) -> list:
     return [link_from_msg(m) for m in ipr.link("dump")]
 
 
-def flags(ipr: IPRoute, index: int) -> int:
-    return ipr.link("get", index=index)[0]["flags"]
+def promiscuous(index: int) -> bool:
+    """Whether link index is promiscuous now: two ioctls, as the control
+    loop asks every tick (a netlink request decoded by pyroute2 costs ~100
+    times more)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            req = fcntl.ioctl(s, SIOCGIFNAME, struct.pack("16si", b"", index))
+            req = fcntl.ioctl(s, SIOCGIFFLAGS, req[:16] + bytes(len(req) - 16))
+        except OSError:
+            return False
+    return bool(struct.unpack_from("16sh", req)[1] & IFF_PROMISC)
 
 
 def txqlen(ipr: IPRoute, index: int) -> int:
