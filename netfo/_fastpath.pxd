@@ -107,6 +107,7 @@ cdef class Datapath:
     cdef int last_act                 # slot that transmitted as of the last change
     cdef int prev_act                 # the one before it, whose unicast is still taken
     cdef uint64_t prev_until          # ... until then (monotonic ns)
+    cdef uint64_t switched_ns         # when last_act last changed (monotonic ns)
     cdef int loops[2]                 # [tx, rx]: loops running now
     cdef uint64_t cmd_gen             # set_slave's generation
     cdef uint64_t acked[2]            # [tx, rx]: last generation each loop passed

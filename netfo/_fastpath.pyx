@@ -378,6 +378,12 @@ cdef class Datapath:
         """Slot that transmits now (PRIMARY, STANDBY) or -1 (B-19)."""
         return self._active()
 
+    def switched_at(self):
+        """When active() last changed (monotonic s, time.monotonic()'s
+        clock; 0.0: never): a switch the loop made before the control plane
+        followed it is dated by this."""
+        return load_u64(&self.switched_ns) / 1e9
+
     def fd(self, int slot):
         """The slave socket of slot, or -1: for setsockopt, never to close."""
         return load_int(&self.fds[slot & 1])
@@ -520,9 +526,12 @@ cdef class Datapath:
         """Called wherever the transmitting slot may change: remember the old one."""
         cdef int a = self._active()
         cdef int last = load_int(&self.last_act)
+        cdef uint64_t now
         if a != last:
+            now = monotonic_ns()
             store_int(&self.prev_act, last)
-            store_u64(&self.prev_until, monotonic_ns() + RX_GRACE_NS)
+            store_u64(&self.prev_until, now + RX_GRACE_NS)
+            store_u64(&self.switched_ns, now)
             store_int(&self.last_act, a)
 
     cdef inline bint _grace(self, int s) noexcept nogil:

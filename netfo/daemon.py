@@ -164,6 +164,7 @@ class Daemon:
         self.dp.set_resend(cfg.resend)
         self.dp.watch_links(links.link_socket(blocking=False).detach())
         self.dp.set_miimon(cfg.miimon)
+        self.group.loop = self._loop_sending
         self.slaves = Slaves(self.ipr, self.builder, self.dp, self.group.events, self.prober,
                              sb.mac, sb.mtu)
         if plan.kind != "fresh":            # the slaves are in the master's groups already
@@ -350,6 +351,10 @@ class Daemon:
         to = Role(slot) if slot >= 0 else None
         if reason is not None or to != self.group.sending:
             self._execute(self.group.loop_switched(to, reason))
+
+    def _loop_sending(self) -> tuple:
+        slot = self.dp.active()
+        return (Role(slot) if slot >= 0 else None), self.dp.switched_at()
 
     def _measured(self, link):
         """link with its speed, which only --reselect better weighs: read

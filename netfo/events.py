@@ -4,7 +4,10 @@ Every event is a dict with both clocks and the master's name,
     {"time": wall_s, "mono": monotonic_s, "master": "ens10", "kind": K, ...}
 with, per kind K (this schema is what `netfo events --json` prints and what
 the demo and the failover bench read, so it only ever grows):
-    switch      from, to (roles or None), slave (name or None), reason
+    switch      from, to (roles or None), slave (name or None), reason, and
+                loop_mono when the datapath moved first (it holds and takes
+                slaves on link events by itself): when frames began to
+                leave through `to`, before the control plane followed
     carrier     carrier (bool, the master's)
     enslave     role, slave, index
     release     role, slave, gone
@@ -78,8 +81,10 @@ def describe(e: dict) -> str:
     kind, master = e.get("kind", "switch"), e.get("master") or "master"
     if kind == "switch":
         slave = e.get("slave")
+        first = (f"; the datapath {1000 * (e['mono'] - e['loop_mono']):.1f} ms before"
+                 if isinstance(e.get("loop_mono"), (int, float)) else "")
         return (f"{e.get('from') or 'none'} -> {e.get('to') or 'none'}  "
-                f"({e.get('reason')}{', ' + slave if slave else ''})")
+                f"({e.get('reason')}{', ' + slave if slave else ''}{first})")
     if kind == "carrier":
         return f"{master} carrier {'on' if e.get('carrier') else 'off'}"
     if kind == "enslave":

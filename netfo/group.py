@@ -166,6 +166,9 @@ class Group:
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
     events: Optional[EventLog] = None
+    # what the datapath transmits through now and since when (monotonic s):
+    # a switch the loop made first is dated by it (the daemon's; None: none)
+    loop: Optional[Callable[[], tuple]] = None
     slaves: dict = field(default_factory=dict)        # Role -> Link
     failovers: int = 0
     last_failover: Optional[float] = None             # wall time
@@ -415,8 +418,13 @@ class Group:
 
     def _switch_event(self, reason: str, to: Optional[Role], frm: Optional[Role]) -> None:
         link = self.slaves.get(to) if to is not None else None
-        self._record("switch", **{"from": _name(frm), "to": _name(to),
-                                  "slave": link.name if link else None, "reason": reason})
+        fields = {"from": _name(frm), "to": _name(to), "slave": link.name if link else None,
+                  "reason": reason}
+        if self.loop is not None:
+            sending, since = self.loop()
+            if sending == to and since:
+                fields["loop_mono"] = since     # the frames moved then, not now
+        self._record("switch", **fields)
 
     def _path_event(self, role: Role, up: bool) -> None:
         link = self.slaves.get(role)

@@ -68,8 +68,9 @@ def merge(*streams: Iterable[dict]) -> list:
 
 
 def switches(events: Iterable[dict], master: Optional[str] = None) -> list:
-    """[(mono, to, reason, slave)] of the switch events (of master, if given)."""
-    return [(e["mono"], e.get("to"), e.get("reason"), e.get("slave")) for e in events
+    """[(mono, to, reason, slave)] of the switch events (of master, if given),
+    each dated when the frames moved (loop_mono: the datapath moved first)."""
+    return [(e.get("loop_mono", e["mono"]), e.get("to"), e.get("reason"), e.get("slave")) for e in events
             if e["kind"] == "switch" and (master is None or e.get("master") == master)]
 
 

@@ -233,3 +233,17 @@ def test_a_slave_that_never_was_usable_never_failed():
     g.link_changed(link(2, "ens10nsby", carrier=False))
     g.link_changed(link(2, "ens10nsby", up=False, carrier=False))
     assert g.link_failures == {Role.STANDBY: 0}
+
+
+def test_a_switch_the_loop_made_first_is_dated_by_the_loop():
+    """The datapath holds a slave on a link event by itself; the switch
+    event the group records when it follows carries the loop's time
+    (loop_mono), and only then."""
+    sending = {"to": Role.PRIMARY, "at": 1.0}
+    g = group(loop=lambda: (sending["to"], sending["at"]))
+    g.link_changed(link(3, "ens11"))
+    assert "loop_mono" not in g.switches()[-1]      # the loop still sent via primary: not first
+    sending.update(to=Role.STANDBY, at=4.25)        # the loop left the VF on its link event
+    g.link_removed(3)
+    e = g.switches()[-1]
+    assert (e["to"], e["reason"], e["loop_mono"]) == ("standby", "deleted", 4.25)

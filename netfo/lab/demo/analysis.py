@@ -149,7 +149,7 @@ def _events(run: Run) -> list:
 def _netfo_lines(run: Run) -> list:
     """[(monotonic t, line)]: netfo's own account, from its structured events
     (in its log's words)."""
-    return [(e["mono"], describe(e)) for e in _events(run)]
+    return [(e.get("loop_mono", e["mono"]), describe(e)) for e in _events(run)]
 
 
 def _transmit_changes(run: Run) -> tuple:
