@@ -239,10 +239,11 @@ def test_a_switch_the_loop_made_first_is_dated_by_the_loop():
     """The datapath holds a slave on a link event by itself; the switch
     event the group records when it follows carries the loop's time
     (loop_mono), and only then."""
-    sending = {"to": Role.PRIMARY, "at": 1.0}
+    sending = {"to": Role.STANDBY, "at": 1.0}
     g = group(loop=lambda: (sending["to"], sending["at"]))
     g.link_changed(link(3, "ens11"))
-    assert "loop_mono" not in g.switches()[-1]      # the loop still sent via primary: not first
+    assert "loop_mono" not in g.switches()[-1]      # the group's own switch: the loop follows it
+    sending.update(to=Role.PRIMARY, at=2.0)
     sending.update(to=Role.STANDBY, at=4.25)        # the loop left the VF on its link event
     g.link_removed(3)
     e = g.switches()[-1]
