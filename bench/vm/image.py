@@ -149,7 +149,12 @@ mount -t tmpfs -o mode=755 run /root/run
 mount -t tmpfs -o mode=1777 tmp /root/tmp
 mkdir -p /root/run/xfer /root/run/lock
 mount -t 9p -o $O xfer /root/run/xfer || { echo "init: no xfer share"; poweroff -f; }
-mount -t devpts devpts /root/dev/pts 2>/dev/null
+mkdir -p /root/dev/pts /root/dev/shm
+mount -t devpts devpts /root/dev/pts
+mount -t tmpfs shm /root/dev/shm
+# what udev would add: nft -f - reads /dev/stdin
+ln -s /proc/self/fd /root/dev/fd
+for i in 0:stdin 1:stdout 2:stderr; do ln -s /proc/self/fd/${i%%:*} /root/dev/${i#*:}; done
 echo {modprobe} > /root/proc/sys/kernel/modprobe
 exec chroot /root /bin/sh /run/xfer/start
 """
