@@ -231,10 +231,6 @@ def settle(vm: Vm, event: str) -> None:
     """Back to a steady state before the next event (outside the streams)."""
     if event in ("replug", "mig-replug"):
         vf_ready(vm)
-    if event == "replug":                    # the migration pair starts with virtio down
-        vm.set_virtio_link(False)
-    if event == "mig-replug":
-        vm.set_virtio_link(True)
     time.sleep(1.0)
     reachable(vm)
 
@@ -244,10 +240,15 @@ def series(vm: Vm, runs: int, s: Streams, progress, events=EVENTS) -> list[dict]
     for run in range(runs):
         for ev in events:
             n += 1
-            progress.step(f"{vm.mode} run {run + 1}/{runs}", ev, s.seconds + 6)
+            progress.step(f"{vm.mode} run {run + 1}/{runs}", ev, s.seconds + 8)
+            if ev == "mig-unplug":          # the migration starts with the standby down
+                vm.set_virtio_link(False)
+                settle(vm, ev)
             r = measure(vm, ev, s, n)
             r.update(mode=vm.mode, event=ev, run=run + 1)
             out.append(r)
+            if ev == "mig-replug":          # and ends with it down: up again for the next run
+                vm.set_virtio_link(True)
             settle(vm, ev)
     return out
 

@@ -162,8 +162,7 @@ exec chroot /root /bin/sh /run/xfer/start
 
 def initramfs(k: Kernel, out: Path) -> Path:
     """A gzip'd newc cpio: busybox, /init, the 9p modules (built per boot: ~0.2 s)."""
-    if not Path(BUSYBOX).exists() or not _is_static(BUSYBOX):
-        raise ImageError(f"{BUSYBOX} is not a static busybox: apt-get install busybox-static")
+    check_busybox()
     with tempfile.TemporaryDirectory(prefix="nfvm-initrd-") as d:
         t = Path(d)
         for sub in ("bin", "proc", "sys", "dev", "root", "modules"):
@@ -184,6 +183,11 @@ def initramfs(k: Kernel, out: Path) -> Path:
                               capture_output=True, check=True).stdout
     out.write_bytes(gzip.compress(cpio, 1))
     return out
+
+
+def check_busybox() -> None:
+    if not Path(BUSYBOX).exists() or not _is_static(BUSYBOX):
+        raise ImageError(f"{BUSYBOX} is not a static busybox: apt-get install busybox-static")
 
 
 def _is_static(path: str) -> bool:
