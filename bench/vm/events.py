@@ -273,9 +273,10 @@ def summary(results: list[dict], modes: tuple[str, ...]) -> dict:
 def _cell(c: dict | None) -> str:
     if c is None:
         return "-"
-    rng = f"{c['min']:,}" if c["min"] == c["max"] else f"{c['min']:,}–{c['max']:,}"
+    rng = f"{c['min']:,}" if c["min"] == c["max"] else \
+        f"{c['min']:,}–{c['max']:,} (med {c['median']:,.0f})"
     mark = f" ({c['unrecovered']} not recovered)" if c["unrecovered"] else ""
-    return f"{rng} (med {c['median']:,.0f}){mark}"
+    return rng + mark
 
 
 def _ratio(a: dict | None, b: dict | None) -> str:
@@ -286,7 +287,7 @@ def _ratio(a: dict | None, b: dict | None) -> str:
         return "="
     if y == 0:
         return "kernel 0"
-    return f"{x / y:.2f}×"
+    return "0×" if x == 0 else f"{x / y:.2f}×"
 
 
 def table(summ: dict) -> str:
