@@ -87,7 +87,6 @@ def kernel(log=print) -> Kernel:
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=CACHE))
     try:
-        os.chmod(tmp, 0o755)        # apt's _apt user writes the .deb here
         _run(["apt-get", "download", "-q", pkg], cwd=tmp)
         debs = list(tmp.glob("*.deb"))
         if not debs:
