@@ -137,29 +137,26 @@ class Agent:
         self.lines = _Lines(path, time.monotonic() + 10)
         self.n = 0
 
-    def wait_ready(self, timeout: float) -> float:
+    def _until(self, match, timeout: float, what: str) -> dict:
         end = time.monotonic() + timeout
         while True:
             try:
                 msg = self.lines.read(max(0.01, end - time.monotonic()))
             except TimeoutError:
-                raise VmError(f"the guest did not start within {timeout:g} s") from None
-            if msg.get("event") == "ready":
-                return msg["uptime"]
+                raise VmError(f"the guest did not {what} within {timeout:g} s") from None
+            if match(msg):
+                return msg
+
+    def wait_ready(self, timeout: float) -> float:
+        return self._until(lambda m: m.get("event") == "ready", timeout, "start")["uptime"]
 
     def call(self, op: str, timeout: float = 150, **kw) -> dict:
         self.n += 1
         self.lines.write({"id": self.n, "op": op, **kw})
-        end = time.monotonic() + timeout
-        while True:
-            try:
-                msg = self.lines.read(max(0.01, end - time.monotonic()))
-            except TimeoutError:
-                raise VmError(f"the guest did not answer {op} within {timeout:g} s") from None
-            if msg.get("id") == self.n:
-                if "error" in msg:
-                    raise VmError(f"guest {op}: {msg['error']}")
-                return msg
+        msg = self._until(lambda m: m.get("id") == self.n, timeout, f"answer {op}")
+        if "error" in msg:
+            raise VmError(f"guest {op}: {msg['error']}")
+        return msg
 
     def run(self, *argv: str, check: bool = True, timeout: float = 120) -> dict:
         r = self.call("run", argv=list(argv), timeout=timeout + 5)
