@@ -160,6 +160,7 @@ cdef class Datapath:
     cdef int _name(self, int s, bint again) noexcept nogil
     cdef int _sysfs(self, int s, const char *attr) noexcept nogil
     cdef int _carrier(self, int s) noexcept nogil
+    cdef int _can_send(self, int s) noexcept nogil
     cdef void _pump_carrier(self) noexcept nogil
     cdef int _recover(self) noexcept nogil
     cdef void _hold(self, int s, uint64_t *why) noexcept nogil

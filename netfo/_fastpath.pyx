@@ -625,7 +625,7 @@ cdef class Datapath:
                                 load_int(&self.ready[s]) and (
                                 h.nlmsg_type == RTM_DELLINK or
                                 not (ifi.ifi_flags & IFF_UP and ifi.ifi_flags & IFF_RUNNING)) \
-                                and not self._link_ok(s):
+                                and not self._can_send(s):
                             self._hold(s, &self.m.link_holds)
                 pos += (h.nlmsg_len + 3) & ~3
             self._recover()
@@ -679,6 +679,14 @@ cdef class Datapath:
             if ioctl(fd, SIOCGIFFLAGS, &ifr) == 0:
                 return (ifr.ifr_flags & IFF_UP) != 0 and (ifr.ifr_flags & IFF_RUNNING) != 0
         return 0
+
+    cdef int _can_send(self, int s) noexcept nogil:
+        """Whether slot s may transmit this instant, as net_failover asks
+        per frame: running and the live carrier (IFF_RUNNING follows a
+        carrier loss only once linkwatch ran, up to a second later); the
+        flags where the carrier cannot be read."""
+        cdef int c = self._carrier(s)
+        return c if c >= 0 else self._link_ok(s)
 
     cdef int _sysfs(self, int s, const char *attr) noexcept nogil:
         """Open /sys/class/net/<ifname[s]>/<attr> (-1 if it cannot)."""
@@ -740,7 +748,9 @@ cdef class Datapath:
         p = load_int(&self.preferred)
         for i in range(2):
             s = p if i == 0 else 1 - p
-            if self._carrier(s) == 1:
+            # IFF_RUNNING too: it is set once linkwatch has activated the
+            # qdisc, which drops frames until then
+            if self._carrier(s) == 1 and self._link_ok(s):
                 store_int_sc(&self.held[s], 0)
                 store_int_sc(&self.ready[s], 1)
                 self._note_active()
@@ -805,11 +815,13 @@ cdef class Datapath:
                 self.m.drop_no_slave += n - sent
                 self.m.tx_dropped += n - sent
                 return
-            if not self._link_ok(s):
+            if not self._can_send(s):
                 # Closing (unplug, admin down): once the kernel has stopped
                 # the device its qdisc is a no-op that drops frames and
-                # reports success, until the close ends and sends fail. The
-                # kernel driver checks netif_running() per frame; so must we.
+                # reports success, until the close ends and sends fail; and a
+                # driver being removed may drop them once its carrier is off.
+                # The kernel driver checks netif_running() and the carrier
+                # per frame; so must we (per batch).
                 self._hold(s, &self.m.link_holds)
                 continue
             fd = load_int(&self.fds[s])
