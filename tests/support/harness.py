@@ -15,7 +15,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def unique_prefix() -> str:
-    return f"t{os.getpid() % 1000}" + "".join(random.choices(string.ascii_lowercase, k=3))
+    # NETFO_TEST_PREFIX: whose labs these are, on a machine several people test on
+    return (os.environ.get("NETFO_TEST_PREFIX", "t") + f"{os.getpid() % 1000}"
+            + "".join(random.choices(string.ascii_lowercase, k=3)))
 
 
 class Netfo(harness.Netfo):
