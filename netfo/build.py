@@ -146,7 +146,8 @@ class Builder:
         self.ipr, self.ifname = ipr, ifname
         self.undo: list = []                # (description, callable), LIFO
         self.journal: dict = {}
-        self.tap_fd = -1
+        self.tap_fd = -1                    # queue 0's
+        self.tap_fds: list = []             # every queue's, queue 0 first
         self.master_index = 0
         self.listening: list = []           # (pid, comm): packet sockets on the NIC
         self.notes: list = []               # what `up` tells the operator to do
@@ -260,6 +261,24 @@ class Builder:
         self.step("TAP fd", self._close_tap)
         self.master_index = j["master"]["index"]
         return self.master_index
+
+    def attach_queues(self, n: int, handed: list = ()) -> list:
+        """The TAP fds of n queues, queue 0 (tap_fd) first: the further
+        queues handed over by the daemon being replaced (beyond n: closed,
+        their queues go with the old daemon's copies), then new ones."""
+        extra = []
+        self.step("TAP queues", lambda: [os.close(fd) for fd in extra])
+        for fd in handed:
+            if fd < 0:
+                continue
+            if len(extra) < n - 1 and tap.attached_to(fd, self.ifname):
+                extra.append(fd)
+            else:
+                os.close(fd)
+        while len(extra) < n - 1:
+            extra.append(tap.open_tap(self.ifname))
+        self.tap_fds = [self.tap_fd] + extra
+        return self.tap_fds
 
     def claim(self) -> None:
         """This daemon owns the journal now (the dead or replaced one did)."""

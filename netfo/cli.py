@@ -136,7 +136,14 @@ def cmd_restart(args) -> int:
     sub = argparse.ArgumentParser(add_help=False)
     add_arguments(sub)
     old = sub.parse_args(st.get("argv", []))
-    return _spawn_daemon(args, from_args(old), takeover=True)
+    if args.queues is not None:         # the one option a restart may change (handover.py)
+        old.queues = args.queues
+    try:
+        config = from_args(old)
+    except ValueError as e:             # one clear line; the running daemon serves on
+        print(f"netfo: {e}", file=sys.stderr)
+        return 2
+    return _spawn_daemon(args, config, takeover=True)
 
 
 # ---------------------------------------------------------------- down
@@ -372,6 +379,8 @@ def parser() -> argparse.ArgumentParser:
     rs = sub.add_parser("restart", help="replace the running daemon (e.g. after an upgrade) "
                                         "keeping the master: no flap, no address change")
     rs.add_argument("ifname")
+    rs.add_argument("--queues", type=int, metavar="N",
+                    help="the new daemon's datapath queues (default: the running daemon's)")
     rs.set_defaults(fn=cmd_restart)
 
     down = sub.add_parser("down", help="stop and restore the machine as before up")

@@ -23,6 +23,7 @@ IFNAMSIZ = 16
 MAX_MS = 3_600_000          # an hour: any interval or delay beyond is a typo
 MAX_BUSY_POLL_US = 1_000_000
 MAX_COUNT = 255             # as bonding's num_grat_arp
+MAX_QUEUES = 16             # TAP queues (the kernel takes 256; a handover passes 3 fds each)
 
 
 def ifname_problem(name: str, what: str = "interface name") -> Optional[str]:
@@ -57,6 +58,10 @@ class Config:
     threads: int = _opt(
         1, "datapath threads: one loop for both directions (default; it measured better "
         "on 2 cores), or one per direction", choices=(1, 2))
+    queues: int = _opt(
+        1, "datapath queue pairs: N TAP queues, N packet sockets per slave sharing its "
+        "frames by flow hash, one loop (or two, --threads 2) each (default %(default)s; "
+        "more only pays with cores to spare: README, Performance)", metavar="N")
     busy_poll: int = _opt(
         0, "keep polling USEC microseconds after the last frame before sleeping: lower "
         "latency for CPU (default %(default)s: off)", metavar="USEC")
@@ -125,7 +130,8 @@ class Config:
             problem = ifname_problem(self.primary, "--primary")
             if problem:
                 return problem
-        for name, top, unit in (("busy_poll", MAX_BUSY_POLL_US, " us"),
+        for name, top, unit in (("queues", MAX_QUEUES, ""),
+                                ("busy_poll", MAX_BUSY_POLL_US, " us"),
                                 ("updelay", MAX_MS, " ms"), ("downdelay", MAX_MS, " ms"),
                                 ("miimon", MAX_MS, " ms"), ("notify_count", MAX_COUNT, ""),
                                 ("notify_interval", MAX_MS, " ms"),
@@ -138,6 +144,8 @@ class Config:
                 return f"{flag(FIELDS[name])} cannot be negative"
             if value > top:
                 return f"{flag(FIELDS[name])} must be at most {top:,}{unit}, not {value:,}"
+        if self.queues < 1:
+            return "--queues must be at least 1"
         if self.probe_interval <= 0:
             return "--probe-interval must be more than 0 ms"
         if self.probe_missed < 1:

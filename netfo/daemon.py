@@ -28,7 +28,7 @@ from typing import Callable, Optional
 
 from pyroute2 import IPRoute
 
-from . import build, control, exporter, frames, handover, journal, metrics, privileges
+from . import build, control, exporter, frames, handover, journal, metrics, privileges, queues
 from .config import Config
 from .errors import NetfoError
 
@@ -68,7 +68,7 @@ class Daemon:
         self.adopted = False                    # the master was there already
         self.keep_carrier = False               # while adopting: see _resync
         self.saved_qlen: Optional[int] = None   # the TAP's txqueuelen before a handover
-        self.inherited: dict = {}               # ifindex -> packet socket fd handed over
+        self.inherited: dict = {}               # ifindex -> its packet socket fds handed over
         self.ipr = IPRoute()
         self.builder = build.Builder(self.ipr, ifname)
         self.prober = Prober(config.arp_targets, config.ns_targets,
@@ -77,7 +77,7 @@ class Daemon:
         self.slaves: Optional[Slaves] = None
         self.server: Optional[Server] = None
         self.exporter: Optional[exporter.Exporter] = None     # --metrics-listen
-        self.dp: Optional[_fastpath.Datapath] = None
+        self.dp: Optional[queues.Queues] = None     # the datapaths, one per queue
         self.master_index = 0
         self.mac = ""
         self.carrier: Optional[bool] = None     # the TAP's, as last set
@@ -85,7 +85,7 @@ class Daemon:
         self.own_ips: set = set()
         self.send_failovers = 0                 # the loop's counter, as last read
         self.loops: list = []                   # datapath threads
-        self.loop_fd: Optional[int] = None      # the loop's event fd, when it has one
+        self.loop_fds: list = []                # the loops' event fds
         self.loop_error: Optional[BaseException] = None
         self.sel: Optional[selectors.BaseSelector] = None
         self.nft_watch: Optional[nftwatch.Watch] = None
@@ -115,6 +115,9 @@ class Daemon:
         if cfg.tap_io in ("uring", "uring-write") and _fastpath.uring_problem():
             raise NetfoError(f"--tap-io {cfg.tap_io}: {_fastpath.uring_problem()} (use "
                              f"--tap-io auto or syscalls)")      # before any change
+        problem = queues.problem(cfg.queues, self.ifname)
+        if problem:
+            raise NetfoError(f"{self.ifname}: {problem}")
         plan = build.check(self.ipr, self.ifname, replacing=self.takeover)
         if plan.kind == "redo":
             log.info("%s: the last netfo died while setting up: restoring, then again",
@@ -128,6 +131,7 @@ class Daemon:
         if not self.takeover:
             self._serve_control()
         taker = None
+        handed_queues: list = []            # the old daemon's TAP fds of queues 1..
         if plan.kind == "fresh":
             sb = plan.standby
             self.group = Group(self.ifname, sb.mac, sb.index, cfg.primary, policy=cfg.policy())
@@ -136,9 +140,11 @@ class Daemon:
         elif self.takeover:
             taker = handover.Taker(self.ifname)
             self.builder.step("handover", taker.close)
-            old, fds = taker.ask()          # the old daemon forwards on meanwhile
-            self.inherited = {s["index"]: fd for s, fd in zip(old["slots"], fds[1:])}
-            self.master_index = self.builder.adopt(plan.journal, fds[0], restore=False)
+            old, per_queue = taker.ask()    # the old daemon forwards on meanwhile
+            self.inherited = {s["index"]: [q[1 + i] for q in per_queue]
+                              for i, s in enumerate(old["slots"])}
+            handed_queues = [q[0] for q in per_queue[1:]]
+            self.master_index = self.builder.adopt(plan.journal, per_queue[0][0], restore=False)
         else:
             self.master_index = self.builder.adopt(plan.journal, handover.from_systemd(self.ifname))
         if plan.kind != "fresh":
@@ -152,8 +158,9 @@ class Daemon:
         self.group.master_index = self.master_index
 
         try:
-            self.dp = _fastpath.Datapath(self.builder.tap_fd, RX_POLICIES[cfg.rx_policy],
-                                         cfg.threads, TAP_IO[cfg.tap_io])
+            self.dp = queues.Queues([
+                _fastpath.Datapath(fd, RX_POLICIES[cfg.rx_policy], cfg.threads, TAP_IO[cfg.tap_io])
+                for fd in self.builder.attach_queues(cfg.queues, handed_queues)])
         except OSError as e:                # io_uring set-up (e.g. locked memory)
             raise NetfoError(f"{self.ifname}: {e.strerror or e}") from None
         log.info("%s: TAP I/O: %s%s", self.ifname, self.dp.tap_io(),
@@ -162,7 +169,7 @@ class Daemon:
         self.dp.set_busy_poll(cfg.busy_poll)
         self.dp.set_gro(cfg.gro == "on")
         self.dp.set_resend(cfg.resend)
-        self.dp.watch_links(links.link_socket(blocking=False).detach())
+        self.dp.watch_links(lambda: links.link_socket(blocking=False).detach())
         self.dp.set_miimon(cfg.miimon)
         self.group.loop = self._loop_sending
         self.slaves = Slaves(self.ipr, self.builder, self.dp, self.group.events, self.prober,
@@ -189,18 +196,18 @@ class Daemon:
             self.builder.step("slaves", self.slaves.release_all)
         if plan.kind != "fresh":
             self.builder.claim()
-        runs = [self.dp.run] if cfg.threads == 1 else [self.dp.run_tx, self.dp.run_rx]
-        for fn in runs:
+        for name, fn in self.dp.runs(cfg.threads):
             self.loops.append(threading.Thread(target=self._run_loop, args=(fn,),
-                                               name=f"netfo-{fn.__name__}", daemon=True))
+                                               name=name, daemon=True))
             self.loops[-1].start()
         self.builder.step("datapath", self._stop_datapath)
         self._follow_loop(counters=False)
         self.group.settled()                    # setup is no failover
         self.settled_at = time.monotonic()
-        log.info("%s: master up (index %d), standby %s, primary %s", self.ifname,
+        log.info("%s: master up (index %d), standby %s, primary %s%s", self.ifname,
                  self.master_index, build.standby_name(self.ifname),
-                 self.slaves[Role.PRIMARY].name if Role.PRIMARY in self.slaves else "none yet")
+                 self.slaves[Role.PRIMARY].name if Role.PRIMARY in self.slaves else "none yet",
+                 f", {len(self.dp)} queues" if len(self.dp) > 1 else "")
 
     def _run_loop(self, fn: Callable[[], None]) -> None:
         """A datapath loop; one that dies takes the daemon down with it (a
@@ -265,9 +272,13 @@ class Daemon:
 
     def hand_over(self, conn) -> None:
         """netfo restart: give the master to the daemon on conn (handover.py)."""
-        held = [(r, s) for r, s in self.slaves.held.items() if self.dp.fd(r) >= 0]
-        state = {"slots": [{"role": str(r), "index": s.index, "name": s.name} for r, s in held]}
-        fds = [self.builder.tap_fd] + [self.dp.fd(r) for r, _ in held]
+        held = [(r, s) for r, s in self.slaves.held.items() if self.dp.fds(r)]
+        state = {"queues": len(self.dp),
+                 "slots": [{"role": str(r), "index": s.index, "name": s.name} for r, s in held]}
+        # queue by queue, queue 0 first: a daemon before --queues reads
+        # the first three (TAP, primary, standby) and gets a whole queue
+        fds = [fd for q, tap_fd in enumerate(self.builder.tap_fds)
+               for fd in [tap_fd] + [self.dp.fds(r)[q] for r, _ in held]]
 
         def release() -> None:
             self._stop_datapath()
@@ -468,7 +479,7 @@ class Daemon:
             links.set_link(self.ipr, self.master_index, "restore the TAP's queue",
                            txqlen=self.saved_qlen)
             self.saved_qlen = None
-        if self.loop_fd is None:
+        if not self.loop_fds:
             self._follow_loop(counters=True)
         self.slaves.follow_lists(self.master_index)
         if time.monotonic() >= self.next_silence_check:
@@ -481,9 +492,9 @@ class Daemon:
         if cause is not None:
             self.nft_cause = cause
 
-    def _loop_event(self) -> None:
+    def _loop_event(self, fd: int) -> None:
         try:
-            os.read(self.loop_fd, 8)            # the eventfd's count: reset it
+            os.read(fd, 8)                      # the eventfd's count: reset it
         except BlockingIOError:
             pass
         self._poll_carrier()
@@ -549,10 +560,9 @@ class Daemon:
         # as soon as nftables announces it (Slaves.keep_silent)
         self.nft_watch = nftwatch.Watch(self.slaves.silencer.table)
         sel.register(self.nft_watch, selectors.EVENT_READ, "nft")
-        event_fd = getattr(self.dp, "event_fd", None)      # a datapath that has one
-        if event_fd is not None:
-            self.loop_fd = event_fd()
-            sel.register(self.loop_fd, selectors.EVENT_READ, "loop")
+        self.loop_fds = self.dp.event_fds()
+        for fd in self.loop_fds:
+            sel.register(fd, selectors.EVENT_READ, "loop")
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: (self.stop.set(), self._wake()))
         if ready:
@@ -579,7 +589,7 @@ class Daemon:
                 elif key.data == "netlink":
                     self._netlink()
                 elif key.data == "loop":
-                    self._guarded(self._loop_event)
+                    self._guarded(self._loop_event, key.fd)
                 elif key.data == "nft":
                     self._guarded(self._nft_changed)
             self.server.expire()

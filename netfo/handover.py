@@ -3,7 +3,8 @@ from systemd's fd store.
 
 A planned restart (`netfo restart IF`, systemd's reload, an upgrade) starts
 a new daemon that asks the running one, over the control socket, for its
-file descriptors: the TAP and the slaves' packet sockets.  The old one
+file descriptors: the TAP and the slaves' packet sockets, for each queue
+(--queues), queue 0's first, as a daemon before --queues sent them.  The old one
 sends them (SCM_RIGHTS) and keeps forwarding while the new one prepares
 everything; when the new one says "release", the old one stops its loops,
 closes its control socket, answers, and exits without restoring anything.
@@ -25,13 +26,14 @@ import socket
 from typing import Optional
 
 from . import control
+from .config import MAX_QUEUES
 from .errors import NetfoError
 from .service import fdname
 
 log = logging.getLogger("netfo")
 
 SD_LISTEN_FDS_START = 3
-MAX_FDS = 3                     # TAP, primary, standby
+MAX_FDS = 3 * MAX_QUEUES        # per queue: TAP, primary, standby
 TIMEOUT = 10.0                  # s for each step of the exchange
 
 
@@ -91,7 +93,8 @@ class Taker:
         self.sock.settimeout(TIMEOUT)
 
     def ask(self) -> tuple:
-        """(the old daemon's state, [tap fd, primary fd or -1, standby fd or -1])."""
+        """(the old daemon's state, per queue [tap fd, then a socket per
+        state["slots"] entry]); state["queues"] is the number of queues."""
         try:
             self.sock.connect(control.address(self.ifname))
         except OSError:
@@ -118,8 +121,10 @@ class Taker:
             for fd in fds:
                 os.close(fd)
             raise NetfoError(state["error"])
-        slots = state.get("slots", [])
-        return state, [fds[i] if i < len(fds) else -1 for i in range(len(slots) + 1)]
+        per = len(state.get("slots", [])) + 1
+        state["queues"] = n = state.get("queues", 1)     # a daemon before --queues: 1
+        got = [fds[i] if i < len(fds) else -1 for i in range(n * per)]
+        return state, [got[q * per:(q + 1) * per] for q in range(n)]
 
     def release(self) -> None:
         """Tell the old daemon to stop forwarding; returns once it has."""

@@ -36,6 +36,12 @@ FAMILIES = (
      "Bytes through the master: rx delivered to the guest, tx sent by it"),
     ("netfo_master_dropped_total", "counter",
      "Frames the master dropped, per direction (netfo_drops_total has the reasons)"),
+    ("netfo_queue_packets_total", "counter",
+     "Frames through the master per datapath queue (--queues): rx delivered to the guest, tx sent by it"),
+    ("netfo_queue_bytes_total", "counter",
+     "Bytes through the master per datapath queue (--queues)"),
+    ("netfo_queue_dropped_total", "counter",
+     "Frames the master dropped per datapath queue (--queues), per direction"),
     ("netfo_gro_merged_segments_total", "counter",
      "TCP segments from the slaves merged into an earlier frame before the master (--gro)"),
     ("netfo_drops_total", "counter",
@@ -111,6 +117,8 @@ def _samples(st: dict) -> Iterable[tuple]:
     yield "netfo_master_carrier", master, bool(m["carrier"])
     s = m["stats"]
     yield from _directions("netfo_master", master, s)
+    for i, q in enumerate(st.get("queues", [])):
+        yield from _directions("netfo_queue", {**master, "queue": str(i)}, q)
     if "rx_coalesced" in s:
         yield "netfo_gro_merged_segments_total", master, s["rx_coalesced"]
     for reason, n in sorted(st.get("drops", {}).items()):

@@ -487,6 +487,10 @@ class Server:
                 "probe": d.prober.state(role) if d.prober.enabled else None,
             })
         drops = {k[len("drop_"):]: v for k, v in master.items() if k.startswith("drop_")}
+        # --queues: the master's counters of each queue (the totals above are their sums)
+        per_queue = [{k: v for k, v in q["master"].items()
+                      if k.split("_", 1)[1] in ("packets", "bytes", "dropped")}
+                     for q in stats.get("queues", [stats])]
         policy = g.policy
         cfg = d.config
         return {
@@ -500,6 +504,7 @@ class Server:
             # while a hold of the loop's own is being followed up)
             "loop_active": str(Role(slot)) if (slot := d.dp.active()) >= 0 else None,
             "rx_policy": d.config.rx_policy,
+            "queues": per_queue,
             "slaves": slaves,
             "drops": drops,
             "forced": str(g.forced) if g.forced is not None else None,

@@ -66,15 +66,17 @@ class Slaves:
 
     # -- enslave / release -------------------------------------------------
 
-    def enslave(self, role: Role, link: Link, fd: Optional[int] = None) -> Optional[Link]:
+    def enslave(self, role: Role, link: Link, fds: Optional[list] = None) -> Optional[Link]:
         """Make link the slave in role; its state now that it is up (its
         'up' event may be queued behind the one being handled, and must not
         find it counted as down).  NetfoError: refused, left as it was.
 
         A link the journal already has (an adopted master's) keeps what it
-        was before the first enslaving, to be restored at down.  fd: its
-        packet socket, handed over by the daemon being replaced, already
-        silenced and in the master's multicast groups."""
+        was before the first enslaving, to be restored at down.  fds: its
+        packet sockets (one per queue of the daemon being replaced), handed
+        over, already silenced and in the master's multicast groups (the
+        first one's memberships); this daemon's queues take as many as
+        they need and open the rest."""
         prior = self.journal["slaves"].get(str(link.index))
         # What silencing changes is read and journalled before it is changed:
         # a daemon killed in between must leave a journal that restores it.
@@ -90,6 +92,8 @@ class Slaves:
         self.journal["slaves"][str(link.index)] = entry
         self.builder.save()
         self.held[role] = SlaveState(link.index, link.name)
+        handed = fds is not None
+        fds = list(fds or ())
         try:
             if link.mtu != self.mtu:
                 links.set_link(self.ipr, link.index, f"set {link.name} mtu {self.mtu}", mtu=self.mtu)
@@ -97,28 +101,52 @@ class Slaves:
             # which neither the loop's buffers nor a virtio-net header carry:
             # capped while enslaved (journalled above, restored at release).
             links.cap_max_sizes(self.ipr, link.index, link.name)
-            if fd is None:
+            if not handed:
                 entry["chain"] = silence.chain_name(link.index)
                 self.builder.save()
                 self.silencer.silence(link.name, link.index)
             if not link.up:
                 links.set_link(self.ipr, link.index, f"bring {link.name} up", state="up")
-            if fd is None:
-                fd = packet.open_slave(link.name)
-                mcast = self._sync_mcast(fd, link.index, frozenset(), self.mcast)
+            if not handed:
+                fds = packet.open_slaves(link.name, len(self.dp))
+                mcast = self._sync_mcast(fds[0], link.index, frozenset(), self.mcast)
             else:
+                fds = self._requeue(link.name, fds)
                 mcast = self.mcast
         except BaseException:
+            for fd in fds:
+                if fd >= 0:
+                    os.close(fd)
             self.release(role, gone=False)
             raise
         self.held[role].mcast = mcast
-        self.dp.set_slave(role, fd, link.index)
+        self.dp.set_slave(role, fds, link.index)
         fresh = links.get(self.ipr, index=link.index)
         if self.prober.enabled:
             self.observe(role, packet.observer(link.name))
         log.info("%s enslaved as %s (index %d)", link.name, role, link.index)
         self.events.record("enslave", role=str(role), slave=link.name, index=link.index)
         return fresh
+
+    def _requeue(self, name: str, fds: list) -> list:
+        """The handed-over sockets of a slave, one per queue of this daemon:
+        the first ones (the first keeps the memberships), the others closed
+        (their share of the frames goes to the rest of the fanout group
+        once the old daemon's copies close too), or more opened into the
+        same group."""
+        n = len(self.dp)
+        kept = [fd for fd in fds if fd >= 0]
+        for fd in kept[n:]:
+            os.close(fd)
+        fds[:] = kept[:n]            # in place: the caller closes them on failure
+        mine = len(fds)
+        while len(fds) < n:
+            fds.append(packet.open_slave(name, muted=True))
+        if n > 1 and len(fds) > mine:
+            packet.join_fanout(fds)
+        for fd in fds[mine:]:
+            packet.unmute(fd)
+        return fds
 
     def release(self, role: Role, gone: bool) -> None:
         state = self.held.pop(role, None)
@@ -127,7 +155,7 @@ class Slaves:
         if self.dp is not None:
             self.dp.set_ready(role, False)
             try:
-                self.dp.set_slave(role, -1)     # the loop closes the old socket
+                self.dp.set_slave(role, [])     # the loops close the old sockets
             except OSError as e:                # a wedged loop: still undo the rest
                 log.error("%s: the datapath did not take the release: %s", state.name, e)
         self.observe(role, None)

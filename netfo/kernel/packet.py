@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import socket
 import struct
 
@@ -10,7 +11,10 @@ PACKET_ADD_MEMBERSHIP = 1
 PACKET_DROP_MEMBERSHIP = 2
 PACKET_AUXDATA = 8
 PACKET_VNET_HDR = 15
+PACKET_FANOUT = 18
 PACKET_IGNORE_OUTGOING = 23
+PACKET_FANOUT_HASH = 0
+PACKET_FANOUT_FLAG_UNIQUEID = 0x2000
 PACKET_MR_MULTICAST = 0
 PACKET_MR_PROMISC = 1
 PACKET_MR_ALLMULTI = 2
@@ -19,14 +23,17 @@ SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33      # not in Python's socket module
 RCVBUF = 4 << 20
 
 
-def open_slave(ifname: str) -> int:
+def open_slave(ifname: str, muted: bool = False) -> int:
     """A raw socket on ifname; returns its fd, whose owner must close it.
 
     ETH_P_ALL sockets see received frames before tc/nft ingress, which is
     what lets netfo drop them for the slave's own stack yet still get them.
+    muted: it takes no frame until unmute() (see open_slaves).
     """
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
+        if muted:
+            _attach(s, _DROP_ALL)
         s.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
         s.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)          # stripped VLAN tags
         s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)  # never see our TX
@@ -38,6 +45,66 @@ def open_slave(ifname: str) -> int:
         s.close()
         raise
     return s.detach()
+
+
+def open_slaves(ifname: str, n: int) -> list:
+    """n sockets on ifname (open_slave), one per datapath queue; with n > 1
+    they share the slave's received frames in one fanout group (join_fanout)."""
+    fds: list = []
+    try:
+        # Muted until all are in the group: a frame that came between one
+        # socket's bind and its joining would reach two of them (twice to
+        # the guest).
+        for _ in range(n):
+            fds.append(open_slave(ifname, muted=n > 1))
+        if n > 1:
+            join_fanout(fds)
+            for fd in fds:
+                unmute(fd)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
+
+
+def unmute(fd: int) -> None:
+    s = socket.socket(fileno=fd)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
+    finally:
+        s.detach()
+
+
+def fanout_id(fd: int) -> int:
+    """The fanout group fd is in (0: none)."""
+    s = socket.socket(fileno=fd)
+    try:
+        return s.getsockopt(SOL_PACKET, PACKET_FANOUT) & 0xFFFF
+    finally:
+        s.detach()
+
+
+def join_fanout(fds: list) -> None:
+    """Put the sockets fds (bound to one link) in one PACKET_FANOUT_HASH
+    group: each received frame goes to one of them, chosen by its flow's
+    hash, so the frames of a TCP flow stay in one queue, in order.
+
+    The group is the one the first fd is in already (sockets handed over
+    by a daemon with fewer queues), else a new one whose id the kernel
+    picks (FLAG_UNIQUEID: fanout ids are per network namespace, and two
+    masters must never share one)."""
+    gid = fanout_id(fds[0])
+    for fd in fds:
+        if fanout_id(fd):
+            continue
+        s = socket.socket(fileno=fd)
+        try:
+            s.setsockopt(SOL_PACKET, PACKET_FANOUT,
+                         (gid or PACKET_FANOUT_FLAG_UNIQUEID << 16) | PACKET_FANOUT_HASH << 16)
+        finally:
+            s.detach()
+        gid = gid or fanout_id(fd)
 
 
 def membership(fd: int, ifindex: int, mr_type: int, mac: bytes = b"", add: bool = True) -> None:
@@ -56,7 +123,7 @@ def membership(fd: int, ifindex: int, mr_type: int, mac: bytes = b"", add: bool 
 
 # -- the prober's eyes --------------------------------------------------------
 
-SO_ATTACH_FILTER = 26
+SO_ATTACH_FILTER, SO_DETACH_FILTER = 26, 27
 ETH_P_ARP, ETH_P_IPV6 = 0x0806, 0x86DD
 
 # Classic BPF: keep ARP and ICMPv6 (no extension headers), drop the rest,
@@ -72,14 +139,21 @@ _FILTER = [
 ]
 
 
+_DROP_ALL = [(0x06, 0, 0, 0)]
+
+
+def _attach(s: socket.socket, program: list) -> None:
+    """SO_ATTACH_FILTER: the classic BPF program (list of (code, jt, jf, k))."""
+    buf = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in program))
+    s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
+                 struct.pack("HL", len(program), ctypes.addressof(buf)))
+
+
 def observer(ifname: str) -> socket.socket:
     """A socket that sees the ARP/ND frames ifname receives (not its own)."""
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
-        prog = b"".join(struct.pack("HBBI", *i) for i in _FILTER)
-        buf = ctypes.create_string_buffer(prog)
-        s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER,
-                     struct.pack("HL", len(_FILTER), ctypes.addressof(buf)))
+        _attach(s, _FILTER)
         s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         s.setblocking(False)
         s.bind((ifname, ETH_P_ALL))

@@ -117,15 +117,15 @@ def test_a_dead_loop_stops_the_daemon(wired):
 def test_the_loops_event_fd_is_read_and_followed(wired):
     import os
     d = wired
-    d.loop_fd = os.eventfd(0, os.EFD_NONBLOCK)
+    fd = os.eventfd(0, os.EFD_NONBLOCK)
     try:
         d.dp.failovers, d.dp.slot = 1, 1
-        os.eventfd_write(d.loop_fd, 1)
-        d._loop_event()
+        os.eventfd_write(fd, 1)
+        d._loop_event(fd)
         assert d.group.switches()[-1]["reason"] == "send-error"
         with pytest.raises(BlockingIOError):
-            os.eventfd_read(d.loop_fd)          # the count was taken
-        d._loop_event()                         # a spurious wake-up is harmless
+            os.eventfd_read(fd)                 # the count was taken
+        d._loop_event(fd)                       # a spurious wake-up is harmless
         assert len(d.group.switches()) == 3
     finally:
-        os.close(d.loop_fd)
+        os.close(fd)

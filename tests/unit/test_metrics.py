@@ -34,6 +34,7 @@ def sample(name="ens10", probing=False):
         "master": {"name": name, "index": 7, "mac": MAC, "mtu": 1500, "carrier": True,
                    "stats": {**stats(1000, 2000, rxd=3, txd=5), "rx_coalesced": 17}},
         "active": "standby", "loop_active": "standby", "rx_policy": "active",
+        "queues": [stats(600, 1200, rxd=1, txd=5), stats(400, 800, rxd=2)],
         "slaves": [slave("primary", "ens11", 5, False, ready=False, rx=400, tx=900,
                          probe=dict(probe, up=False, misses=3, missed_total=7) if probe else None),
                    slave("standby", name + "nsby", 3, True, rx=600, tx=1100, txd=5,
@@ -76,6 +77,8 @@ def test_every_family_parses_with_its_type_and_help():
 def test_values_are_the_status_counters():
     fams = families(metrics.render([sample()]))
     m = {"master": "ens10"}
+    assert value(fams, "netfo_queue_packets", queue="1", direction="rx", **m) == 400
+    assert value(fams, "netfo_queue_dropped", queue="0", direction="tx", **m) == 5
     assert value(fams, "netfo_master_packets", direction="rx", **m) == 1000
     assert value(fams, "netfo_master_bytes", direction="tx", **m) == 200000
     assert value(fams, "netfo_master_dropped", direction="tx", **m) == 5
