@@ -44,6 +44,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--repeats", type=int, help="TCP runs per direction, median taken (3 / 1)")
     g.add_argument("--udp-seconds", type=float, help="64-byte test per direction (3 / 1)")
     g.add_argument("--ping-count", type=int, help="pings per direction at --ping-interval (500 / 200)")
+    g.add_argument("--streams", type=int, help="parallel TCP streams per iperf3 run, -P (1)")
     g.add_argument("--ping-interval", type=float, default=0.002, help="s between pings (0.002)")
     a = ap.parse_args(argv)
     a.paths = _choose(a.paths, QUICK_PATHS if a.quick else FULL_PATHS, PATHS, "path", ap)
@@ -61,7 +62,7 @@ def _choose(given: str | None, default: tuple, known, what: str, ap) -> list[str
 
 def settings(a: argparse.Namespace) -> Settings:
     base = Settings(tcp_seconds=2, repeats=1, udp_seconds=1, ping_count=200) if a.quick else Settings()
-    for field in ("tcp_seconds", "repeats", "udp_seconds", "ping_count", "ping_interval"):
+    for field in ("tcp_seconds", "repeats", "udp_seconds", "ping_count", "ping_interval", "streams"):
         if getattr(a, field) is not None:
             setattr(base, field, getattr(a, field))
     return base

@@ -53,11 +53,12 @@ def start_iperf_server(lab: Lab) -> subprocess.Popen:
     raise BenchError("iperf3 server in the peer did not start listening")
 
 
-def tcp(lab: Lab, direction: str, seconds: float) -> dict:
-    """iperf3 from the guest; -R makes the peer the sender (n2g)."""
+def tcp(lab: Lab, direction: str, seconds: float, streams: int = 1) -> dict:
+    """iperf3 from the guest; -R makes the peer the sender (n2g); streams:
+    parallel connections (-P), which --queues spreads over its queues."""
     # Time-outs so a path that cannot carry TCP fails in seconds, not minutes.
     argv = ["iperf3", "-c", PEER_IP4, "-p", str(TCP_PORT), "-t", f"{seconds:g}", "-J",
-            "--connect-timeout", "3000"]
+            "--connect-timeout", "3000", "-P", str(streams)]
     argv += ["-R", "--rcv-timeout", "3000"] if direction == "n2g" else ["--snd-timeout", "3000"]
     try:
         p = lab.run("guest", *argv, check=False, timeout=seconds + 15)

@@ -153,9 +153,11 @@ PATHS: dict[str, Path] = {
     "netfo-nogro": lambda lab: netfo(lab, "--gro", "off"),
     "netfo-uring": lambda lab: netfo(lab, "--tap-io", "uring"),
     "netfo-uwrite": lambda lab: netfo(lab, "--tap-io", "uring-write"),
+    "netfo-2q": lambda lab: netfo(lab, "--queues", "2"),
     "ovs-tso": _ovs(tso=True), "ovs": _ovs(tso=False), "python": python,
 }
 FORWARDER = {"direct": None, "kernel": None, "netfo": "netfo daemon", "netfo-2t": "netfo daemon",
              "netfo-bp": "netfo daemon", "netfo-nogro": "netfo daemon",
              "netfo-uring": "netfo daemon", "netfo-uwrite": "netfo daemon",
+             "netfo-2q": "netfo daemon",
              "ovs-tso": "ovs-vswitchd", "ovs": "ovs-vswitchd", "python": "reference forwarder"}

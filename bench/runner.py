@@ -29,6 +29,7 @@ class Settings:
     udp_seconds: float = 3
     ping_count: int = 500
     ping_interval: float = 0.002
+    streams: int = 1            # parallel TCP streams per iperf3 run (-P)
 
     def cost(self) -> float:
         """Planned seconds for one path in one mode."""
@@ -106,7 +107,8 @@ def run_one(mode: str, path: str, s: Settings, progress: Progress) -> dict:
     out: dict = {"forwarder": FORWARDER[path], "errors": [], "tcp": {}, "udp64": {}, "ping": {},
                  "cpu_s_per_gb": {}}
     tag = {"offload": "o", "wire": "w", "wire-gro": "g"}[mode]
-    lab = Lab(f"nb{os.getpid() % 10000}-{tag}{path.replace('-', '')[:5]}",
+    owner = os.environ.get("NETFO_TEST_PREFIX", "nb")    # as the lab tests' (tests/support)
+    lab = Lab(f"{owner}{os.getpid() % 10000}-{tag}{path.replace('-', '')[:7]}",
               wire_like=mode != "offload", vf_gro=mode == "wire-gro", log=lambda *_: None)
     progress.step(where, "lab up, path setup", SETUP_COST)
     try:
@@ -147,7 +149,7 @@ def _measure(lab: Lab, where: str, pid: int | None, s: Settings, progress: Progr
         for r in range(s.repeats):
             progress.step(where, f"TCP {DIRECTION_NAMES[d]} {r + 1}/{s.repeats}", s.tcp_seconds + 0.4)
             c0 = measure.cpu_seconds(pid)
-            res = _attempt(out, where, f"TCP {d}", progress, lambda: measure.tcp(lab, d, s.tcp_seconds))
+            res = _attempt(out, where, f"TCP {d}", progress, lambda: measure.tcp(lab, d, s.tcp_seconds, s.streams))
             c1 = measure.cpu_seconds(pid)
             if res is None:
                 break       # a path that cannot carry TCP will not on a retry either

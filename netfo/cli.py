@@ -248,6 +248,9 @@ def format_status(st: dict) -> str:
     lines.append(f"  master: rx {s['rx_packets']} pkts/{_human(s['rx_bytes'])}  "
                  f"tx {s['tx_packets']} pkts/{_human(s['tx_bytes'])}  "
                  f"dropped rx {s['rx_dropped']} tx {s['tx_dropped']}")
+    if len(st.get("queues", [])) > 1:       # --queues: each queue's share of the master's
+        lines.append("  queues: " + ", ".join(f"{i}: rx {q['rx_packets']} tx {q['tx_packets']}"
+                                              for i, q in enumerate(st["queues"])) + " pkts")
     if s.get("rx_coalesced"):
         lines.append(f"  gro: {s['rx_coalesced']} rx segments merged into an earlier frame")
     drops = ", ".join(f"{k} {v}" for k, v in st["drops"].items() if v)
