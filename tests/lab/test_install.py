@@ -127,7 +127,7 @@ def test_the_installed_package_ships_its_man_page_and_completion(installed, tmp_
     p = subprocess.run(["man", "-l", page], capture_output=True, text=True,
                        env={**os.environ, "MANWIDTH": "80", "MAN_KEEP_FORMATTING": "0"})
     text = re.sub(".\x08", "", p.stdout)              # no overstrike bold
-    assert p.returncode == 0 and p.stderr == "" and "netfo restart IFNAME" in text, p.stderr
+    assert p.returncode == 0 and p.stderr == "" and "netfo restart [--queues N] IFNAME" in text, p.stderr
     # the README's linking step, into a scratch /usr/local/share
     dest = tmp_path / "share"
     for rel in SHARED:
