@@ -65,6 +65,8 @@ def test_a_decision_holds_for_every_queue(rig):
     assert q.active() == fp.PRIMARY
     q.set_ready(fp.PRIMARY, False)          # no slave ready: every queue drops
     assert q.active() == -1 and [dp.active() for dp in q.dps] == [-1] * N
+    t = q.switched_at()         # dated by the first queue that moved
+    assert t > 0 and t == min(dp.switched_at() for dp in q.dps)
     for t in taps:
         t.send(frame(0))
     assert all(drain(w, 1, timeout=0.3) == [] for w in wires)
