@@ -24,6 +24,14 @@ def summed(dicts: list) -> dict:
     return out
 
 
+def _fanned(name: str):
+    """A method that calls Datapath.name with the same arguments on every queue."""
+    def call(self, *args) -> None:
+        self._each(name, *args)
+    call.__name__ = name
+    return call
+
+
 class Queues:
     """The datapaths of one master, queue 0 first."""
 
@@ -34,38 +42,27 @@ class Queues:
     def __len__(self) -> int:
         return len(self.dps)
 
-    # -- the group's decisions, for every queue ------------------------------
+    # -- the group's decisions and the settings, for every queue -------------
 
     def _each(self, name: str, *args) -> None:
         for dp in self.dps:
             getattr(dp, name)(*args)
 
-    def set_ready(self, slot: int, ready: bool) -> None:
-        self._each("set_ready", slot, ready)
-
     def set_preferred(self, slot: int) -> None:
         self.preferred = slot
         self._each("set_preferred", slot)
 
-    def release(self, slot: int) -> None:
-        self._each("release", slot)
-
-    def set_promisc(self, on: bool) -> None:
-        self._each("set_promisc", on)
-
-    def set_busy_poll(self, usec: int) -> None:
-        self._each("set_busy_poll", usec)
-
-    def set_gro(self, on: bool) -> None:
-        self._each("set_gro", on)
-
-    def set_resend(self, on: bool) -> None:
-        self._each("set_resend", on)
-
-    def set_miimon(self, ms: int) -> None:
-        """Every queue reads the slaves' carrier by itself, so that none
-        sends on a slave that lost it after the others noticed."""
-        self._each("set_miimon", ms)
+    # Datapath's own meaning, each queue told in turn.  set_miimon: every
+    # queue reads the slaves' carrier itself, so that none sends on a slave
+    # that lost it after the others noticed.
+    set_ready = _fanned("set_ready")
+    release = _fanned("release")
+    set_promisc = _fanned("set_promisc")
+    set_busy_poll = _fanned("set_busy_poll")
+    set_gro = _fanned("set_gro")
+    set_resend = _fanned("set_resend")
+    set_miimon = _fanned("set_miimon")
+    stop = _fanned("stop")
 
     def watch_links(self, socket_fd: Callable[[], int]) -> None:
         """Each queue reads link events from a netlink socket of its own
@@ -145,9 +142,6 @@ class Queues:
             out += [(f"netfo-{fn.__name__}" + (f"-q{i}" if len(self.dps) > 1 else ""), fn)
                     for fn in fns]
         return out
-
-    def stop(self) -> None:
-        self._each("stop")
 
 
 def problem(queues: int, ifname: str) -> Optional[str]:
