@@ -105,8 +105,8 @@ def restore_slave(ipr: IPRoute, index: int, entry: dict, gone: bool = False) -> 
     link = None if gone else links.get(ipr, index=index)
     # By its name now: the user (udev) may have renamed it meanwhile.
     name = link.name if link is not None else entry["name"]
-    Silencer(entry["master"]).unsilence(name, None if link is None else entry,
-                                        chain=slave_chain(entry))
+    with Silencer(entry["master"]) as silencer:
+        silencer.unsilence(name, None if link is None else entry, chain=slave_chain(entry))
     if link is None:
         return
     if link.mtu != entry["mtu"]:
@@ -157,7 +157,8 @@ def restore(ipr: IPRoute, journal: dict) -> list:
             sb["addrs"], sb["routes"] = addrs, rts
             journal["master_deleted"], journal["moved"] = True, False
             save(journal)
-    Silencer(ifname).destroy()
+    with Silencer(ifname) as silencer:
+        silencer.destroy()
     for index, entry in list(journal["slaves"].items()):
         try:
             restore_slave(ipr, int(index), entry)

@@ -1,13 +1,12 @@
 """Keep a slave's own IP stack silent: nftables ingress drop, no IPv6."""
 from __future__ import annotations
 
-import json
+import errno
 import socket
 from typing import Optional
 
 from ..errors import NetfoError
 from . import nftwatch
-from .command import run
 
 
 def _exists(index: int) -> bool:
@@ -44,12 +43,6 @@ def chain_name(index: int) -> str:
     return f"in_{index}"
 
 
-def _nft(*commands: dict) -> None:
-    """Run nft commands given as JSON (libnftables' JSON schema): names and
-    devices are JSON strings there, never parsed as nft syntax."""
-    run(["nft", "-j", "-f", "-"], stdin=json.dumps({"nftables": list(commands)}))
-
-
 # What silencing sets on a slave, by sysctl: (family, key, value).  The
 # journal keeps each one's old value under its key.  "0" is the one value
 # that lets the slave's stack through (any rp_filter drops here: see below).
@@ -73,6 +66,12 @@ class Silencer:
     netfo still gets them.  disable_ipv6 keeps the slave from sending DAD,
     RS and MLD with the shared MAC.
 
+    The table and chains are made and removed over nfnetlink in-process
+    (nftwatch.Query), never by running `nft`: well under a millisecond,
+    where a process took 5 to 15 ms here and over a second in a guest
+    with a slow root filesystem, all of it before a re-plugged VF could
+    be brought up.
+
     A firewall reload (`nft flush ruleset`) removes the table until netfo
     puts it back (repair): for those milliseconds IPv4 is held off by
     sysctls no firewall touches.  A slave has no IPv4 address, so any
@@ -93,30 +92,37 @@ class Silencer:
         chain = chain_name(index)
         self._drop_chain(chain)     # one left behind by a daemon that died
         _set_sysctls(name)
-        _nft({"add": {"table": {"family": "netdev", "name": self.table}}},
-             {"add": {"chain": {"family": "netdev", "table": self.table, "name": chain,
-                                "type": "filter", "hook": "ingress", "dev": name,
-                                "prio": -500, "policy": "drop"}}})
+        try:
+            self._q().add_chains(self.table, [(name, chain)])
+        except OSError as e:
+            raise NetfoError(f"cannot silence {name}: {e.strerror}") from None
+
+    def _q(self) -> nftwatch.Query:
+        if self._query is None:
+            try:
+                self._query = nftwatch.Query()
+            except OSError as e:
+                raise NetfoError(f"cannot reach nftables over netlink: {e.strerror} "
+                                 "(is the nf_tables module available?)") from None
+        return self._query
 
     def repair(self, held: list) -> list:
         """What a firewall or sysctl reload took away from the slaves in
         held ((name, ifindex) pairs), put back; returns what was missing,
         for the log (empty: all was in place).  A link that is gone is
         left to its removal's netlink event."""
-        if self._query is None:
-            self._query = nftwatch.Query()
         missing, fixed = [], []
         try:
             for name, index in held:
                 if not _exists(index):
                     continue
-                if not self._query.has_chain(self.table, chain_name(index)):
+                if not self._q().has_chain(self.table, chain_name(index)):
                     missing.append((name, chain_name(index)))
                 fixed += [f"{key} on {name}" for key in _set_sysctls(name)]
             if missing:
                 # over netlink: `nft` would take 5 to 15 ms, a window in
                 # which only the sysctls hold the slaves' stacks back
-                self._query.add_chains(self.table, missing)
+                self._q().add_chains(self.table, missing)
         except OSError as e:
             raise NetfoError(str(e)) from None
         return [f"nft chain {self.table} {chain} ({name})" for name, chain in missing] + fixed
@@ -130,21 +136,34 @@ class Silencer:
                 sysctl_set(family, name, key, old[key])
 
     def _drop_chain(self, chain: str) -> None:
+        self._delete(lambda q: q.delete_chain(self.table, chain))
+
+    def destroy(self) -> None:
+        """Remove the table with whatever chains are left in it."""
+        self._delete(lambda q: q.delete_table(self.table))
+
+    def _delete(self, fn) -> None:
+        """Best effort, as the undo of something that may not be there: a
+        table or chain that is missing is what was wanted; nftables out
+        of reach leaves nothing of ours to remove either."""
         try:
-            _nft({"delete": {"chain": {"family": "netdev", "table": self.table, "name": chain}}})
+            fn(self._q())
         except NetfoError:
             pass
+        except OSError as e:
+            if e.errno != errno.ENOENT:
+                self.close()        # a socket left mid-answer is not reused
 
     def close(self) -> None:
         if self._query is not None:
             self._query.close()
             self._query = None
 
-    def destroy(self) -> None:
-        try:
-            _nft({"delete": {"table": {"family": "netdev", "name": self.table}}})
-        except NetfoError:
-            pass
+    def __enter__(self) -> "Silencer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _set_sysctls(name: str) -> list:
