@@ -206,7 +206,7 @@ class Builder:
         self.save()
         links.set_link(self.ipr, self.master_index, "configure the master",
                        address=sb.mac, mtu=sb.mtu, ifalias=journal.mark(self.journal))
-        links.set_qdisc_noqueue(self.ifname)
+        links.set_qdisc_noqueue(self.ipr, self.master_index, self.ifname)
         links.set_link(self.ipr, self.master_index, "bring the master up", state="up")
         # The addresses were valid on this link a moment ago: no second DAD.
         links.add_addresses(self.ipr, self.master_index, self.journal["standby"]["addrs"],

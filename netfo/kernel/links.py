@@ -17,12 +17,12 @@ from typing import Iterable, Optional
 from pyroute2 import IPRoute
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import RTM_NEWADDR, RTMGRP_LINK
+from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWQDISC, RTMGRP_LINK
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.tcmsg import tcmsg
 
 from .. import lifetimes
 from ..errors import NetfoError
-from .command import run
 from ..group import Link
 
 IFF_UP = 0x1
@@ -219,9 +219,23 @@ def rename(ipr: IPRoute, index: int, new: str) -> None:
     set_link(ipr, index, f"rename link {index} to {new}", ifname=new)
 
 
-def set_qdisc_noqueue(name: str) -> None:
-    """The kernel master is IFF_NO_QUEUE (B-2): no second qdisc on the way."""
-    run(["tc", "qdisc", "replace", "dev", name, "root", "noqueue"])
+TC_H_ROOT = 0xFFFFFFFF
+NLM_F_REPLACE = 0x100
+
+
+def set_qdisc_noqueue(ipr: IPRoute, index: int, name: str) -> None:
+    """The kernel master is IFF_NO_QUEUE (B-2): no second qdisc on the way.
+    `tc qdisc replace dev NAME root noqueue` as one netlink request (pyroute2
+    has no noqueue kind): no process on the way to ready."""
+    msg = tcmsg()
+    msg["index"], msg["handle"], msg["parent"] = index, 0, TC_H_ROOT
+    msg["attrs"] = [("TCA_KIND", "noqueue")]
+    try:
+        ipr.nlm_request(msg, msg_type=RTM_NEWQDISC,
+                        msg_flags=NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE)
+    except NetlinkError as e:
+        raise NetfoError(f"cannot set {name}'s qdisc to noqueue: "
+                         f"{e.args[1] if len(e.args) > 1 else e}") from None
 
 
 # -- addresses and routes ----------------------------------------------------
