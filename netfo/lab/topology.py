@@ -304,11 +304,13 @@ class Lab:
             return f"removed {VF_IF} from {self.guest}"
         return self._timed("virsh detach-device $VF_XML", step)
 
-    def plug(self, side: str | None = None) -> float:
+    def plug(self, side: str | None = None, carrier: bool = True) -> float:
         """`virsh attach-device`: a fresh ens11 (new ifindex, MAC) appears, admin down.
 
         Its far end is `enp66s0f0` on the bridge of `side` (default: where
-        the virtio backend is), up, so the guest gets carrier once it is up."""
+        the virtio backend is), up, so the guest gets carrier once it is up;
+        carrier=False leaves the far end down (a VF whose link is still
+        training: `link("vf", "up")` brings its carrier)."""
         side = side or self._where(TAP) or "src"
         if side not in SIDES:
             raise LabError(f"plug: side must be src or dst, not {side!r}")
@@ -319,7 +321,7 @@ class Lab:
             self._ip(side, "link", "add", PF, "type", "veth", "peer", "name", VF_IF,
                      "netns", self.guest, "address", MAC)
             try:
-                self._ip(side, "link", "set", PF, "master", BRIDGE, "up")
+                self._ip(side, "link", "set", PF, "master", BRIDGE, *(("up",) if carrier else ()))
             except LabError:
                 self._ip(side, "link", "del", PF, check=False)
                 raise
