@@ -136,11 +136,12 @@ class Silencer:
                 sysctl_set(family, name, key, old[key])
 
     def _drop_chain(self, chain: str) -> None:
-        self._delete(lambda q: q.delete_chain(self.table, chain))
+        self._delete(lambda q: q.has_chain(self.table, chain)
+                     and q.delete_chain(self.table, chain))
 
     def destroy(self) -> None:
         """Remove the table with whatever chains are left in it."""
-        self._delete(lambda q: q.delete_table(self.table))
+        self._delete(lambda q: q.has_table(self.table) and q.delete_table(self.table))
 
     def _delete(self, fn) -> None:
         """Best effort, as the undo of something that may not be there: a
