@@ -1,7 +1,7 @@
 """The slaves' lifecycle, and the master's settings they must follow.
 
-Enslaving (B-12/B-13): journal first, force the master's MTU, silence the
-slave's own stack, bring it up, open its packet socket, join the master's
+Enslaving (B-12/B-13): journal first, silence the slave's own stack, force
+the master's MTU, bring it up, open its packet socket, join the master's
 multicast groups and hand the socket to the loop.  Releasing undoes that
 from the journal entry.  While enslaved, the master's multicast list and
 promiscuity are copied to the slaves (B-14: a TAP announces neither), and
@@ -78,35 +78,46 @@ class Slaves:
         first one's memberships); this daemon's queues take as many as
         they need and open the rest."""
         prior = self.journal["slaves"].get(str(link.index))
+        handed = fds is not None
+        chain = silence.chain_name(link.index)
         # What silencing changes is read and journalled before it is changed:
         # a daemon killed in between must leave a journal that restores it.
         entry = prior or {"master": self.ifname, "name": link.name, "role": str(role),
-                          "mtu": link.mtu, "was_up": link.up,
-                          "chain": silence.chain_name(link.index),
-                          "max_sizes": links.max_sizes(self.ipr, link.index)}
+                          "mtu": link.mtu, "was_up": link.up, "chain": chain}
         # the sysctls silencing changes (an older netfo's entry lacks some:
         # those are as they were before it)
         for key, value in silence.saved(link.name).items():
             entry.setdefault(key, value)
         entry.update(name=link.name, role=str(role))
+        if not handed:
+            entry["chain"] = chain
         self.journal["slaves"][str(link.index)] = entry
         self.builder.save()
         self.held[role] = SlaveState(link.index, link.name)
-        handed = fds is not None
         fds = list(fds or ())
+        # Every millisecond from here to IFF_UP delays the VF's carrier (a
+        # real VF trains its link for seconds after that): only what must
+        # precede up comes first, all of it in-process.
         try:
-            if link.mtu != self.mtu:
-                links.set_link(self.ipr, link.index, f"set {link.name} mtu {self.mtu}", mtu=self.mtu)
-            # BIG TCP / HW-GRO: a slave may aggregate frames above 64 KB,
-            # which neither the loop's buffers nor a virtio-net header carry:
-            # capped while enslaved (journalled above, restored at release).
-            links.cap_max_sizes(self.ipr, link.index, link.name)
             if not handed:
-                entry["chain"] = silence.chain_name(link.index)
-                self.builder.save()
+                # sysctls and the ingress chain in place before the link can
+                # receive anything: its stack never answers for the master
                 self.silencer.silence(link.name, link.index)
+            if link.mtu != self.mtu:
+                # while down: a NIC resets its link on an MTU change
+                links.set_link(self.ipr, link.index, f"set {link.name} mtu {self.mtu}", mtu=self.mtu)
             if not link.up:
                 links.set_link(self.ipr, link.index, f"bring {link.name} up", state="up")
+            # BIG TCP / HW-GRO: a slave may aggregate frames above 64 KB,
+            # which neither the loop's buffers nor a virtio-net header carry:
+            # capped while enslaved (journalled first, restored at release),
+            # before the packet sockets can see one.  Read after up: nothing
+            # of it is needed before, and what was not capped needs no undo.
+            sizes = links.max_sizes(self.ipr, link.index)
+            entry.setdefault("max_sizes", sizes)
+            if any(v > links.MAX_GSO for v in sizes.values()):
+                self.builder.save()
+                links.cap_max_sizes(self.ipr, link.index, link.name, sizes)
             if not handed:
                 fds = packet.open_slaves(link.name, len(self.dp))
                 mcast = self._sync_mcast(fds[0], link.index, frozenset(), self.mcast)

@@ -197,9 +197,10 @@ def max_sizes(ipr: IPRoute, index: int) -> dict:
     return {a: msg.get_attr(a) for a in MAX_SIZES if msg.get_attr(a) is not None}
 
 
-def cap_max_sizes(ipr: IPRoute, index: int, name: str) -> None:
-    """Lower gro_max_size/gso_max_size above MAX_GSO to MAX_GSO."""
-    for attr, value in max_sizes(ipr, index).items():
+def cap_max_sizes(ipr: IPRoute, index: int, name: str, sizes: Optional[dict] = None) -> None:
+    """Lower gro_max_size/gso_max_size above MAX_GSO to MAX_GSO (sizes:
+    max_sizes() as just read, None: read them)."""
+    for attr, value in (max_sizes(ipr, index) if sizes is None else sizes).items():
         if value > MAX_GSO:
             set_link(ipr, index, f"cap {name} {attr[5:].lower()} to {MAX_GSO}",
                      **{attr[5:].lower(): MAX_GSO})
