@@ -3,17 +3,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import signal
-import subprocess
 import sys
 import time
 from typing import Optional
 
-from . import __version__, control, details, events, health, spawn
+from . import __version__, control, spawn
 from .config import Config, add_arguments, from_args, ifname_problem
-from .errors import NetfoError
+from .errors import NetfoError, already_running, no_interface
+
+# Only what parsing the command line and `netfo up`'s client need is
+# imported above: logging, subprocess, the daemon's modules and pyroute2
+# are imported by the commands that use them.  Where Python starts slowly
+# (a guest with its root on 9p: issue 14) each module is felt.
 
 def _setup_logging(ifname: str, log_file: Optional[str] = None) -> None:
     from . import logs                  # journald priorities under systemd (logs.py)
@@ -28,12 +30,19 @@ def config_of(args) -> Config:
 
 
 def cmd_up(args) -> int:
+    import logging
+    import signal
     try:
         config = config_of(args)
     except ValueError as e:             # one clear line, before anything is spawned
         print(f"netfo: {e}", file=sys.stderr)
         return 2
     if not args.foreground:
+        try:
+            _precheck(args.ifname)
+        except NetfoError as e:
+            print(f"netfo: {e}", file=sys.stderr)
+            return 1
         return _spawn_daemon(args, config)
     _setup_logging(args.ifname, args.log_file)
     ready_fd = args.ready_fd
@@ -68,9 +77,27 @@ def cmd_up(args) -> int:
     return 0
 
 
+def _precheck(ifname: str) -> None:
+    """The daemon's first refusals, told before it is started: a daemon
+    costs a Python start and its imports (seconds in a slow guest).  With
+    a journal here (a daemon died), the daemon decides: it may adopt or
+    restore what the journal names; a name too long for its standby's is
+    the daemon's to explain."""
+    import socket
+    if control.running(ifname):
+        raise already_running(ifname)
+    if os.path.exists(control.run_path(ifname, "journal")) or len(ifname.encode()) > 11:
+        return
+    try:
+        socket.if_nametoindex(ifname)
+    except OSError:
+        raise no_interface(ifname) from None
+
+
 def _down(d, ifname: str) -> bool:
     """The daemon's down; False if a restore step failed (logged in one
     line; the journal keeps what is left for the next `netfo down`)."""
+    import logging
     try:
         d.down()
     except NetfoError as e:
@@ -84,6 +111,7 @@ def _terminated(signum, frame) -> None:
     """SIGTERM/SIGINT while up() runs: leave it through its unwind (serve()
     installs its own handler once the master is up).  A second signal
     waits: the unwind must finish."""
+    import signal
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
     raise SystemExit(128 + signum)
@@ -100,6 +128,7 @@ def _tell(fd: Optional[int], line: str) -> None:
 
 def _spawn_daemon(args, config: Config, takeover: bool = False) -> int:
     """Run `up --foreground` detached; return when the master is ready."""
+    import subprocess
     rd, wr = os.pipe()
     path = control.run_path(args.ifname, "log")
     argv = spawn.netfo("up", args.ifname, "--foreground", *config.argv(), "--ready-fd", str(wr),
@@ -151,6 +180,7 @@ def cmd_restart(args) -> int:
 def _errors_summed_up() -> None:
     """Restoring here: its warnings are for the user, one line each; its
     errors are summed up in the one line that says what is left to do."""
+    import logging
     h = logging.StreamHandler(sys.stderr)
     h.setFormatter(logging.Formatter("netfo: %(message)s"))
     h.addFilter(lambda r: r.levelno < logging.ERROR)
@@ -189,6 +219,7 @@ def dumps(obj, args) -> str:
 
 
 def cmd_status(args) -> int:
+    from . import details, health
     if getattr(args, "check", False):
         return _check(args)
     names = [args.ifname] if args.ifname else control.list_daemons()
@@ -215,6 +246,7 @@ def cmd_status(args) -> int:
 
 def _check(args) -> int:
     """netfo status IF --check: one line; 0 OK, 1 degraded, 2 down (netfo/health.py)."""
+    from . import health
     if not args.ifname:
         print("netfo: status --check needs the master's name", file=sys.stderr)
         return health.DOWN
@@ -312,6 +344,7 @@ def _clock(wall: float) -> str:
 
 def format_event(e: dict) -> str:
     """One event for people (netfo/events.py has the schema)."""
+    from . import events
     return f"{_clock(e['time'])}  {events.describe(e)}"
 
 

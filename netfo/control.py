@@ -22,7 +22,6 @@ import time
 from typing import Iterator, NamedTuple, Optional
 
 from .errors import NetfoError
-from .privileges import CAP_NET_ADMIN
 
 SO_PEERPIDFD = getattr(socket, "SO_PEERPIDFD", 77)     # Linux >= 6.5
 
@@ -88,6 +87,7 @@ def admin_refusal(sock: socket.socket) -> Optional[str]:
             return f"uid {uid}: the client's process (pid {pid}) is not the one that connected"
         if mine != theirs:
             return f"uid {uid}: the client runs in another user namespace"
+        from .privileges import CAP_NET_ADMIN    # ctypes: the daemon's, not every client's
         if not caps >> CAP_NET_ADMIN & 1:
             return f"uid {uid} without CAP_NET_ADMIN"
         return None

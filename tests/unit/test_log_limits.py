@@ -93,7 +93,7 @@ def test_spawned_daemon_gets_the_log_path_and_up_points_at_it(monkeypatch, tmp_p
             seen["argv"] = argv
             os.write(kw["pass_fds"][0], b"ok\n")
 
-    monkeypatch.setattr(cli.subprocess, "Popen", Popen)
+    monkeypatch.setattr(subprocess, "Popen", Popen)     # cli imports it when it spawns
     monkeypatch.setattr(cli.control, "run_path", lambda ifname, suffix: str(tmp_path / f"x.{suffix}"))
     args = cli.parser().parse_args(["up", "ens10"])
     assert cli._spawn_daemon(args, cli.config_of(args)) == 0
