@@ -19,7 +19,7 @@ from typing import Callable, NamedTuple, Optional
 from pyroute2 import IPRoute
 
 from . import control, journal, lifetimes, privileges
-from .errors import NetfoError
+from .errors import NetfoError, already_running, no_interface
 from .group import Group, Link, Role
 from .kernel import links, listeners, tap
 
@@ -59,8 +59,7 @@ def check(ipr: IPRoute, ifname: str, replacing: bool = False) -> Plan:
                              f"(netfo up {ifname} starts it)")
         return adoptable(ipr, ifname, j, replacing=True)
     if control.running(ifname):
-        raise NetfoError(f"netfo is already running on {ifname} "
-                         f"(see: netfo status {ifname}; netfo restart {ifname} replaces it)")
+        raise already_running(ifname)
     j = journal.load(ifname)
     if j is not None and not journal.from_here(j) and not _is_tap(ipr, ifname):
         # Its namespace is gone (the file name's inode was reused): it
@@ -76,7 +75,7 @@ def check(ipr: IPRoute, ifname: str, replacing: bool = False) -> Plan:
                              f"(netfo down {other} first)")
     sb = links.get(ipr, name=ifname)
     if sb is None:
-        raise NetfoError(f"no interface named {ifname}: pick one from `ip link`")
+        raise no_interface(ifname)
     if sb.kind == "tun":
         raise NetfoError(f"{ifname} is a TAP/TUN device; give the paravirtual NIC "
                          "(netfo makes the TAP itself)")
