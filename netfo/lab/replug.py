@@ -12,7 +12,7 @@ so that what they time is netfo's, not their own scheduling.
     python -m netfo.lab.replug links IFNAME       (in the guest)
     python -m netfo.lab.replug tx IFNAME MAC PORT (where IFNAME's far end is)
 
-each print "ready", then one JSON line per observation.
+each print {"event": "ready"}, then one JSON line per observation.
 """
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ import sys
 import threading
 import time
 from typing import Optional
+
+from .. import spawn
+from .tool import Tool
 
 RTMGRP_LINK, RTM_NEWLINK, IFLA_IFNAME = 1, 16, 3
 IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
@@ -41,7 +44,7 @@ def links(ifname: str) -> None:
     s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     s.bind((0, RTMGRP_LINK))
-    _emit({"ready": True})
+    _emit({"event": "ready"})
     while True:
         data = s.recv(1 << 16)
         now = time.monotonic()
@@ -72,7 +75,7 @@ def tx(ifname: str, mac: str, port: int) -> None:
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     src = bytes.fromhex(mac.replace(":", ""))
-    _emit({"ready": True})
+    _emit({"event": "ready"})
     last = 0.0
     while True:
         frame, addr = s.recvfrom(256)
@@ -88,42 +91,41 @@ def tx(ifname: str, mac: str, port: int) -> None:
         last = now
 
 
-class Probe:
-    """One of the probes above, run in namespace ns; its lines collected."""
+class Probe(Tool):
+    """One of the probes above in the lab's `role` namespace, as a
+    real-time process; its observations collected as they come."""
+
+    who = "replug: "
 
     def __init__(self, lab, role: str, *args: str):
-        self.proc = lab.popen(role, "chrt", "-f", "50", sys.executable, "-m", __name__, *args,
-                              stdout=subprocess.PIPE, text=True)
-        self.lines: list = []
+        self.seen: list = []
         self.cond = threading.Condition()
-        if json.loads(self.proc.stdout.readline() or "{}").get("ready") is not True:
+        super().__init__(f"the {args[0]} probe", lab.namespaces[role],
+                         argv=["chrt", "-f", "50", *spawn.python(__name__, *args)])
+        try:
+            self.ready()
+        except BaseException:
             self.stop()
-            raise RuntimeError(f"the {args[0]} probe did not start")
-        threading.Thread(target=self._read, daemon=True).start()
+            raise
 
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            with self.cond:
-                self.lines.append(json.loads(line))
-                self.cond.notify_all()
+    def on_event(self, obj: dict) -> bool:
+        if "t" not in obj:
+            return False
+        with self.cond:
+            self.seen.append(obj)
+            self.cond.notify_all()
+        return True
 
     def first(self, pred, timeout: float) -> Optional[dict]:
+        """The first observation for which pred holds, waiting up to timeout."""
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
-                hit = next((e for e in self.lines if pred(e)), None)
+                hit = next((e for e in self.seen if pred(e)), None)
                 left = deadline - time.monotonic()
                 if hit is not None or left <= 0:
                     return hit
                 self.cond.wait(left)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 class Replugs:
