@@ -1,6 +1,6 @@
 # The Datapath's C layout: constants, counters and fields (see _fastpath.pyx).
 
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 from .includes cimport linux
 from .includes.tapring cimport tapring
@@ -115,7 +115,8 @@ cdef class Datapath:
     cdef int rx_watched[2]            # slave fds in ep_rx (the RX loop's view)
     cdef int name_of[2]               # ifindex whose name ifname[] holds (TX loop)
     cdef char ifname[2][16]           # the slave's name as last looked up (renames)
-    cdef int carrier_fd[2]            # ... its /sys/class/net/*/carrier, or -1 (TX loop)
+    cdef int carrier_fd[2]            # ... its /sys/class/net/*/carrier_down_count, or -1
+    cdef int64_t downs[2]             # ... as last read (TX loop)
     cdef int nl_fd                    # link events (RTMGRP_LINK), read by the TX loop
     cdef int tm_fd                    # miimon: timerfd, read by the TX loop
     cdef uint64_t recover_after       # next time _send_batch may look for a slave (TX loop)
@@ -159,8 +160,8 @@ cdef class Datapath:
     cdef int _link_ok(self, int s) noexcept nogil
     cdef int _name(self, int s, bint again) noexcept nogil
     cdef int _sysfs(self, int s, const char *attr) noexcept nogil
-    cdef int _carrier(self, int s) noexcept nogil
-    cdef int _can_send(self, int s) noexcept nogil
+    cdef int64_t _downs(self, int s) noexcept nogil
+    cdef int _lost_carrier(self, int s) noexcept nogil
     cdef void _pump_carrier(self) noexcept nogil
     cdef int _recover(self) noexcept nogil
     cdef void _hold(self, int s, uint64_t *why) noexcept nogil

@@ -32,7 +32,7 @@ OSError(errno) when the loop cannot go on (epoll failed, the TAP is gone).
 import os
 
 from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport malloc, free, atoi
+from libc.stdlib cimport malloc, free, atoi, atoll
 from libc.string cimport memcpy, memmove, memset
 from libc.errno cimport (errno, EAGAIN, EINTR, ENOBUFS, ENETDOWN, ENXIO,
                          ENODEV, EINVAL, EIO, EBADFD, ETIMEDOUT, ENOSYS, EOPNOTSUPP)
@@ -625,7 +625,7 @@ cdef class Datapath:
                                 load_int(&self.ready[s]) and (
                                 h.nlmsg_type == RTM_DELLINK or
                                 not (ifi.ifi_flags & IFF_UP and ifi.ifi_flags & IFF_RUNNING)) \
-                                and not self._can_send(s):
+                                and not self._link_ok(s):
                             self._hold(s, &self.m.link_holds)
                 pos += (h.nlmsg_len + 3) & ~3
             self._recover()
@@ -646,11 +646,11 @@ cdef class Datapath:
             return -1
         memcpy(self.ifname[s], ifr.ifr_name, 16)
         self.name_of[s] = index
-        # the link's carrier file, if the sysfs mounted here is its
+        # the link's carrier-loss counter, if the sysfs mounted here is its
         # network namespace's (the one that mounted it)
         if self.carrier_fd[s] >= 0:
             close(self.carrier_fd[s])
-        self.carrier_fd[s] = self._sysfs(s, b"carrier")
+        self.carrier_fd[s] = self._sysfs(s, b"carrier_down_count")
         fd = self._sysfs(s, b"ifindex")
         n = read(fd, buf, sizeof(buf) - 1) if fd >= 0 else -1
         buf[max(n, 0)] = 0
@@ -659,6 +659,7 @@ cdef class Datapath:
         if self.carrier_fd[s] >= 0 and (n <= 0 or atoi(buf) != index):
             close(self.carrier_fd[s])
             self.carrier_fd[s] = -1
+        self.downs[s] = self._downs(s)
         return 0
 
     cdef int _link_ok(self, int s) noexcept nogil:
@@ -680,14 +681,6 @@ cdef class Datapath:
                 return (ifr.ifr_flags & IFF_UP) != 0 and (ifr.ifr_flags & IFF_RUNNING) != 0
         return 0
 
-    cdef int _can_send(self, int s) noexcept nogil:
-        """Whether slot s may transmit this instant, as net_failover asks
-        per frame: running and the live carrier (IFF_RUNNING follows a
-        carrier loss only once linkwatch ran, up to a second later); the
-        flags where the carrier cannot be read."""
-        cdef int c = self._carrier(s)
-        return c if c >= 0 else self._link_ok(s)
-
     cdef int _sysfs(self, int s, const char *attr) noexcept nogil:
         """Open /sys/class/net/<ifname[s]>/<attr> (-1 if it cannot)."""
         cdef char path[64]
@@ -705,23 +698,39 @@ cdef class Datapath:
         path[k] = 0
         return open(path, O_RDONLY | O_CLOEXEC)
 
-    cdef int _carrier(self, int s) noexcept nogil:
-        """Slot s's live carrier: 1, 0 (none, admin down: EINVAL, or gone:
-        ENODEV), -1 (not known: no link given, or this mount's sysfs shows
-        another network namespace's links).  Read from sysfs, lockless in
-        the kernel, through a file kept open: a rename keeps it."""
-        cdef char bit[4]
+    cdef int64_t _downs(self, int s) noexcept nogil:
+        """How often slot s's link lost its carrier (-1: not known)."""
+        cdef char buf[24]
         cdef ssize_t n
-        if load_int(&self.fds[s]) < 0:
-            return 0
-        if load_int(&self.ifindex[s]) == 0:
-            return -1
-        if self._name(s, False) < 0:
-            return 0
         if self.carrier_fd[s] < 0:
             return -1
-        n = pread(self.carrier_fd[s], bit, sizeof(bit), 0)
-        return n > 0 and bit[0] == b'1'
+        n = pread(self.carrier_fd[s], buf, sizeof(buf) - 1, 0)
+        if n <= 0:
+            return -1
+        buf[n] = 0
+        return atoll(buf)
+
+    cdef int _lost_carrier(self, int s) noexcept nogil:
+        """Whether slot s's link lost its carrier since the last look: 1, 0,
+        -1 (not known: no link given, or this mount's sysfs shows another
+        network namespace's links).  The driver's carrier bit is what
+        net_failover reads per frame; netlink and IFF_RUNNING report a loss
+        only when linkwatch runs, up to a second later.  Its sysfs file
+        takes the RTNL lock (a netns move held the loop 19 ms), the
+        counter of losses beside it does not: a read through a file kept
+        open, which a rename keeps."""
+        cdef int64_t d
+        if load_int(&self.fds[s]) < 0 or load_int(&self.ifindex[s]) == 0:
+            return -1
+        if self._name(s, False) < 0:
+            return 1                    # gone
+        d = self._downs(s)
+        if d < 0:
+            return -1
+        if d == self.downs[s]:
+            return 0
+        self.downs[s] = d
+        return 1
 
     cdef void _pump_carrier(self) noexcept nogil:
         """miimon (set_miimon): hold a ready slave that lost its carrier,
@@ -730,12 +739,12 @@ cdef class Datapath:
         cdef int s
         read(self.tm_fd, &ticks, 8)
         for s in range(2):
-            if load_int(&self.ready[s]) and self._carrier(s) == 0:
+            if self._lost_carrier(s) == 1 and load_int(&self.ready[s]):
                 self._hold(s, &self.m.link_holds)
         self._recover()
 
     cdef int _recover(self) noexcept nogil:
-        """While no slave can transmit, take one whose carrier is back (the
+        """While no slave can transmit, take one that runs again (the
         preferred first) at once, as net_failover's per-frame carrier check
         would, instead of waiting for the control plane: its hold ends, and
         the control plane follows through event_fd().  The group does the
@@ -748,9 +757,11 @@ cdef class Datapath:
         p = load_int(&self.preferred)
         for i in range(2):
             s = p if i == 0 else 1 - p
-            # IFF_RUNNING too: it is set once linkwatch has activated the
-            # qdisc, which drops frames until then
-            if self._carrier(s) == 1 and self._link_ok(s):
+            # IFF_RUNNING: a carrier coming back is urgent for linkwatch,
+            # which sets it once it has activated the qdisc (that drops
+            # frames until then); no loss since the last look, as it is
+            # late to report those
+            if self._link_ok(s) and self._lost_carrier(s) != 1:
                 store_int_sc(&self.held[s], 0)
                 store_int_sc(&self.ready[s], 1)
                 self._note_active()
@@ -815,13 +826,11 @@ cdef class Datapath:
                 self.m.drop_no_slave += n - sent
                 self.m.tx_dropped += n - sent
                 return
-            if not self._can_send(s):
+            if not self._link_ok(s):
                 # Closing (unplug, admin down): once the kernel has stopped
                 # the device its qdisc is a no-op that drops frames and
-                # reports success, until the close ends and sends fail; and a
-                # driver being removed may drop them once its carrier is off.
-                # The kernel driver checks netif_running() and the carrier
-                # per frame; so must we (per batch).
+                # reports success, until the close ends and sends fail. The
+                # kernel driver checks netif_running() per frame; so must we.
                 self._hold(s, &self.m.link_holds)
                 continue
             fd = load_int(&self.fds[s])

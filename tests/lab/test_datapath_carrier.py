@@ -56,6 +56,7 @@ if case != "send":
     dp.set_ready(fp.STANDBY, True)
 loop = threading.Thread(target=dp.run, daemon=True)
 loop.start()
+time.sleep(0.05)        # the loop's first carrier reads: what later losses count from
 ev = dp.event_fd()
 out = {}
 m = lambda key: dp.stats()["master"][key]
