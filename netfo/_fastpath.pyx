@@ -761,7 +761,7 @@ cdef class Datapath:
             # which sets it once it has activated the qdisc (that drops
             # frames until then); no loss since the last look, as it is
             # late to report those
-            if self._link_ok(s) and self._lost_carrier(s) != 1:
+            if load_int(&self.ifindex[s]) and self._link_ok(s) and self._lost_carrier(s) != 1:
                 store_int_sc(&self.held[s], 0)
                 store_int_sc(&self.ready[s], 1)
                 self._note_active()

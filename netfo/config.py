@@ -88,8 +88,9 @@ class Config:
         "always", "when a ready primary takes over again: always (default), if faster "
         "(better), or only when the active slave fails", choices=RESELECT)
     miimon: int = _opt(
-        10, "read each slave's live carrier this often (default %(default)s; 0: only netlink "
-        "events, which can lag by up to 1 s on real NICs)", metavar="MS")
+        10, "the forwarding loop looks at each slave's carrier this often (default "
+        "%(default)s; 0: only netlink events, which can lag by up to 1 s on real NICs)",
+        metavar="MS")
     notify_count: int = _opt(
         1, "after each switch of the transmitting slave, and when the master comes up, "
         "announce it N times: gratuitous ARP, unsolicited NA, IGMP/MLD reports "
