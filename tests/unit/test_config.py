@@ -22,7 +22,7 @@ def test_cli_defaults_are_configs():
 def test_help_texts_come_from_config():
     text = cli.parser()._subparsers._group_actions[0].choices["up"].format_help()
     assert "between announcements (default 200)" in text
-    assert "looks at each slave's carrier this often (default 10;" in text
+    assert "loop looks at each slave's carrier" in text and "(default 10;" in text
 
 
 def test_argv_round_trips():
