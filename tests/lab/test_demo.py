@@ -197,9 +197,9 @@ def test_demo_loss_is_bounded(demo_run):
     guest->peer may lose up to one ARP retransmit interval more. In step 5
     the lab moves tap01 to the destination namespace, which closes the veth:
     the standby loses carrier for a few ms while the VF is unplugged. If netfo
-    catches that, no slave can transmit and the master loses its carrier (as
-    with net_failover); the guest kernel evicts its neighbour entries on a
-    carrier loss, the ARP request it sends while the carrier is off is lost,
+    catches that, no slave can transmit; with `--downdelay 0` the master then
+    loses its carrier (as with net_failover; the default 200 ms keeps it), the
+    guest kernel evicts its neighbour entries on a carrier loss, the ARP request it sends while the carrier is off is lost,
     and the next one leaves net.ipv4.neigh.ens10.retrans_time_ms (1000 ms,
     read from the lab by the demo) later. The demo reports when that
     happened (an "ARP entry ... DELETED" guest event); it is allowed once.
