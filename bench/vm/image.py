@@ -135,7 +135,9 @@ def load_order(k: Kernel, wanted: tuple[str, ...]) -> list[str]:
 
 INIT = """#!/bin/busybox sh
 # The guest's pid 1: modules for the 9p root, then the host's root (read-only)
-# with the guest's own /proc, /sys, /dev and tmpfs /run, /tmp, then the agent.
+# with the guest's own /proc, /sys, /dev and a tmpfs /run (TMPDIR is
+# /run/tmp), then the agent. The host's /tmp stays visible: the checkout and
+# its venv may be there (CI clones into /tmp).
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -145,8 +147,8 @@ O=trans=virtio,version=9p2000.L,msize=512000
 mount -t 9p -o $O,ro,cache=loose hostroot /root || { echo "init: no 9p root"; poweroff -f; }
 for d in proc sys dev; do mount --move /$d /root/$d; done
 mount -t tmpfs -o mode=755 run /root/run
-mount -t tmpfs -o mode=1777 tmp /root/tmp
-mkdir -p /root/run/xfer /root/run/lock
+mkdir -p /root/run/xfer /root/run/lock /root/run/tmp
+chmod 1777 /root/run/tmp
 mount -t 9p -o $O xfer /root/run/xfer || { echo "init: no xfer share"; poweroff -f; }
 mkdir -p /root/dev/pts /root/dev/shm
 mount -t devpts devpts /root/dev/pts

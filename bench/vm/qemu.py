@@ -262,9 +262,10 @@ class Vm:
         mods = " ".join(image.NET_MODULES)
         v6 = "0" if self.ipv6 else "1"
         (self.dir / "xfer" / "start").write_text(f"""\
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/run/tmp TMPDIR=/run/tmp
 export PYTHONDONTWRITEBYTECODE=1 PYTHONPATH={':'.join(sorted(src))}
-cd /tmp
+cd /run/tmp
 for m in {mods}; do {self.kernel.modprobe} $m || echo "start: modprobe $m failed"; done
 sysctl -qw net.ipv6.conf.all.disable_ipv6={v6} net.ipv6.conf.default.disable_ipv6={v6}
 ip link set lo up

@@ -16,7 +16,12 @@ from bench.vm import events, image
 from bench.vm.qemu import Vm, qemu_binary
 
 pytestmark = pytest.mark.vm
-IN_FLIGHT = 10          # frames at 1,000 frames/s in the 10 ms netfo may take to switch
+# Issue 14's target is the frames in flight, 10 at 1,000 frames/s (the VM
+# bench measures it over runs: 0-8 each way in its tables). One sample on a
+# loaded CI machine gets 2.5 times that: it still fails on what the smoke test
+# is for (a VF taken seconds late loses thousands; the unplug before this
+# session's fixes lost up to 32 guest->peer).
+IN_FLIGHT = 25
 
 
 def _kernel() -> image.Kernel:
