@@ -52,11 +52,16 @@ class Kernel:
         return self.root / "modprobe"
 
 
+# the Debian package of each tool the image needs that a minimal host may lack
+PACKAGE = {"depmod": "kmod", "dpkg-deb": "dpkg", "apt-get": "apt", "apt-cache": "apt"}
+
+
 def _run(argv: list[str], cwd: Path | None = None, timeout: float = 600) -> str:
     try:
         p = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError:
-        raise ImageError(f"{argv[0]} not found: apt-get install {argv[0]}") from None
+        raise ImageError(f"{argv[0]} not found: apt-get install "
+                         f"{PACKAGE.get(argv[0], argv[0])}") from None
     if p.returncode:
         last = (p.stderr.strip() or p.stdout.strip()).splitlines()[-1:] or ["?"]
         raise ImageError(f"{' '.join(argv[:3])} failed: {last[0]}")
