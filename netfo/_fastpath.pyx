@@ -746,11 +746,12 @@ cdef class Datapath:
     cdef int _recover(self) noexcept nogil:
         """While no slave can transmit, take one that runs again (the
         preferred first) at once, as net_failover's per-frame carrier check
-        would, instead of waiting for the control plane: its hold ends, and
-        the control plane follows through event_fd().  The group does the
-        same (updelay yields when nothing else can transmit).  1 if one was
-        taken."""
+        would, instead of waiting for the control plane: its hold ends, the
+        master's carrier is turned on, and the control plane follows
+        through event_fd().  The group does the same (updelay yields when
+        nothing else can transmit).  1 if one was taken."""
         cdef int p, s, i
+        cdef int on = 1
         cdef uint64_t one = 1
         if self._active() >= 0:
             return 0
@@ -765,6 +766,11 @@ cdef class Datapath:
                 store_int_sc(&self.held[s], 0)
                 store_int_sc(&self.ready[s], 1)
                 self._note_active()
+                # net_failover turns its master's carrier on in the slave's
+                # own link event; the control plane would a Python wake-up
+                # later (~0.1 s in a TCG guest), while the guest's stack
+                # drops what it sends to a master without carrier
+                ioctl(self.tap_fd, linux.TUNSETCARRIER, &on)
                 self.m.link_recoveries += 1
                 write(self.ev_fd, &one, 8)
                 return 1

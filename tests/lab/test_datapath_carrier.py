@@ -97,11 +97,13 @@ else:
     sh("ip", "link", "set", "w1", "down")       # ... and the standby
     out["held_both"] = wait_for(lambda: dp.active() == -1)
     out["holds"] = m("link_holds")
+    tap.set_carrier(tfd, False)                 # as the control plane does after downdelay
     os.read(ev, 8)
     t0 = time.monotonic()
     subprocess.Popen(["ip", "link", "set", "w1", "up"]).wait()
     out["recovered"] = wait_for(lambda: dp.active() == fp.STANDBY)
     out["recover_ms"] = (time.monotonic() - t0) * 1000
+    out["master_carrier"] = carrier("t0")      # the loop turned it on, not a control plane
     out["recoveries"] = m("link_recoveries")
     out["told"] = bool(select.select([ev], [], [], 0.5)[0])
     out["sent"] = transmitted_on("w1")
@@ -132,6 +134,7 @@ def test_loop_holds_and_recovers_on_carrier(case):
     # the standby's carrier returned while nothing could transmit: the loop
     # took it by itself and told the control plane
     assert got["recovered"] and got["recoveries"] == 1 and got["told"], got
+    assert got["master_carrier"], got
     assert got["sent"], got
     print(f"{case}: standby transmitting {got['recover_ms']:.1f} ms after `ip link set up`")
 
