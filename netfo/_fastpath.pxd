@@ -103,6 +103,7 @@ cdef class Datapath:
     cdef int stopping
     cdef int rx_policy
     cdef int promisc
+    cdef int carrier_off              # the master's carrier, as set_carrier() last set it
     cdef uint64_t busy_poll_ns
     cdef int last_act                 # slot that transmitted as of the last change
     cdef int prev_act                 # the one before it, whose unicast is still taken

@@ -261,6 +261,18 @@ cdef class Datapath:
         """Deliver unicast for other hosts too (the master is promiscuous)."""
         store_int(&self.promisc, on)
 
+    def set_carrier(self, bint on):
+        """Set the master's carrier.  The loop turns it back on itself when
+        it takes a slave while it is off (_recover); only then, as
+        TUNSETCARRIER waits for the RTNL lock, which a slave's unplug holds
+        for tens of ms."""
+        cdef int carrier = on
+        with nogil:
+            if ioctl(self.tap_fd, linux.TUNSETCARRIER, &carrier) < 0:
+                with gil:
+                    raise OSError(errno, "TUNSETCARRIER")
+            store_int_sc(&self.carrier_off, not on)
+
     def set_ready(self, int slot, bint ready):
         """Tell the loops whether a slave may transmit (admin up and carrier).
         While the loop holds the slave down, it stays not ready."""
@@ -770,7 +782,9 @@ cdef class Datapath:
                 # own link event; the control plane would a Python wake-up
                 # later (~0.1 s in a TCG guest), while the guest's stack
                 # drops what it sends to a master without carrier
-                ioctl(self.tap_fd, linux.TUNSETCARRIER, &on)
+                if load_int_sc(&self.carrier_off):
+                    store_int_sc(&self.carrier_off, 0)
+                    ioctl(self.tap_fd, linux.TUNSETCARRIER, &on)
                 self.m.link_recoveries += 1
                 write(self.ev_fd, &one, 8)
                 return 1

@@ -39,7 +39,7 @@ except ImportError as e:            # say it in one line: this is an install pro
                      "reinstall netfo where a C compiler and the Python headers are "
                      "installed (apt-get install gcc python3-dev)") from None
 from .group import Decision, Enslave, Group, Ignore, Release, Role
-from .kernel import links, master, nftwatch, tap
+from .kernel import links, master, nftwatch
 from .probe import Prober
 from .server import Server
 from .service import Service
@@ -327,7 +327,7 @@ class Daemon:
         for e in d.events:
             self._log(e)
         if d.carrier != self.carrier and not self.keep_carrier:
-            tap.set_carrier(self.builder.tap_fd, d.carrier)
+            self.dp.set_carrier(d.carrier)
             self.carrier = d.carrier
             log.info("%s: carrier %s", self.ifname, "on" if d.carrier else "off")
         if d.announce and self.config.notify_count:

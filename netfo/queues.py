@@ -55,6 +55,7 @@ class Queues:
     # Datapath's own meaning, each queue told in turn.  set_miimon: every
     # queue reads the slaves' carrier itself, so that none sends on a slave
     # that lost it after the others noticed.
+    set_carrier = _fanned("set_carrier")
     set_ready = _fanned("set_ready")
     release = _fanned("release")
     set_promisc = _fanned("set_promisc")

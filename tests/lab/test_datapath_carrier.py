@@ -97,7 +97,7 @@ else:
     sh("ip", "link", "set", "w1", "down")       # ... and the standby
     out["held_both"] = wait_for(lambda: dp.active() == -1)
     out["holds"] = m("link_holds")
-    tap.set_carrier(tfd, False)                 # as the control plane does after downdelay
+    dp.set_carrier(False)                       # as the control plane does after downdelay
     os.read(ev, 8)
     t0 = time.monotonic()
     subprocess.Popen(["ip", "link", "set", "w1", "up"]).wait()
