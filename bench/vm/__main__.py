@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{'IPv6' if a.ipv6 else 'IPv4 (IPv6 off)'}, {a.runs} runs, {s.rate:g} frames/s each "
           f"way, event at {s.at:g} s of {s.seconds:g} s, in {_mmss(took)}; frames lost:")
     print(events.table(summ))
+    if any("vf" in r for r in results):
+        print("The re-plugged VF in the guest (bench/vm/vftrace.py):")
+        print(events.vf_table(results, a.modes))
     if "netfo" in guests:
         print(f"netfo up, time to ready in the guest: {guests['netfo']['up_s']} s")
     if a.json:

@@ -27,6 +27,7 @@ from pathlib import Path
 from .qemu import GUEST_IP4, GUEST_IP6, MAC, PEER_IP4, PEER_IP6, Vm, VmError
 
 EVENTS = ("unplug", "replug", "mig-unplug", "mig-replug")
+VFTRACE = Path(__file__).with_name("vftrace.py")
 DIRS = ("g2p", "p2g")
 G2P_PORT, P2G_PORT = 5001, 5002
 
@@ -186,6 +187,10 @@ def measure(vm: Vm, event: str, s: Streams, n: int) -> dict:
         guest_send = _GuestProc(vm, f"send{n}", _stream("send", dst_peer, str(G2P_PORT),
                                                         "--rate", rate, "--seconds", secs))
         guest_send.line("ready", 60)
+        trace = None
+        if event in ("replug", "mig-replug"):
+            trace = _GuestProc(vm, f"vftrace{n}", [sys.executable, str(VFTRACE), "e1000e", "30"])
+            trace.line("ready", 60)
         peer_send = _PeerProc(vm, _stream("send", dst_guest, str(P2G_PORT),
                                           "--rate", rate, "--seconds", secs))
         procs.append(peer_send)
@@ -201,12 +206,15 @@ def measure(vm: Vm, event: str, s: Streams, n: int) -> dict:
         got_p = peer_recv.stop()
         got_g = guest_recv.stop()
         guest_send.stop()                    # reaps it
+        vf = trace.stop() if trace else None
     finally:
         for p in procs:
             p.kill()
     out = {"event_s": round(took, 3), "late_s": round(t0 - started - s.at, 3),
            "g2p": _loss(sent_g["sent"], s.rate, got_p["seqs"]),
            "p2g": _loss(sent_p["sent"], s.rate, got_g["seqs"])}
+    if vf is not None:
+        out["vf"] = {k: v for k, v in vf.items() if k != "event"}
     out["g2p"]["send_errors"] = sent_g["send_errors"]
     out["p2g"]["send_errors"] = sent_p["send_errors"]
     return out
@@ -288,6 +296,30 @@ def _ratio(a: dict | None, b: dict | None) -> str:
     if y == 0:
         return "kernel 0"
     return "0×" if x == 0 else f"{x / y:.2f}×"
+
+
+VF_STEPS = (("appeared → up", None, "up_ms"), ("up → carrier", "up_ms", "carrier_ms"),
+            ("carrier → first frame out", "carrier_ms", "first_tx_ms"),
+            ("standby's carrier lost → first frame out", "standby_down_ms", "first_tx_ms"))
+
+
+def vf_table(results: list[dict], modes: tuple[str, ...]) -> str:
+    """The re-plugged VF's timeline (vftrace.py), median ms per mode: the
+    NIC's own link time (up -> carrier) against what the driver adds; in
+    the migration re-plug, the whole outage as the guest saw it."""
+    rows = ["| re-plug, median ms (min–max) | " + " | ".join(modes) + " |",
+            "|---|" + "---|" * len(modes)]
+    for ev in ("replug", "mig-replug"):
+        for label, a, b in VF_STEPS:
+            cells = []
+            for mode in modes:
+                ms = [r["vf"][b] - (r["vf"][a] if a else 0) for r in results
+                      if r["event"] == ev and r["mode"] == mode and b in r.get("vf", {})
+                      and (a is None or a in r["vf"])]
+                cells.append(f"{statistics.median(ms):,.0f} ({min(ms):,.0f}–{max(ms):,.0f})"
+                             if ms else "-")
+            rows.append(f"| {ev}: {label} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 def table(summ: dict) -> str:

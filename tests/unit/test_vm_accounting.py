@@ -31,6 +31,21 @@ def test_table_gives_ranges_medians_and_ratios():
     assert row.endswith("| kernel 0 | 0.10× |")
 
 
+def test_vf_table_splits_the_link_time_from_the_drivers_delay():
+    def r(mode, up, carrier, tx):
+        return {"mode": mode, "event": "mig-replug", "vf": {"up_ms": up, "carrier_ms": carrier,
+                                                             "first_tx_ms": tx}}
+    rs = [r("netfo", 100, 2500, 2500.4), r("netfo", 120, 2900, 2902),
+          {"mode": "netfo", "event": "mig-replug", "vf": {"standby_down_ms": -150, "up_ms": 90}},
+          r("kernel", 60, 2900, 3900), {"mode": "kernel", "event": "replug", "vf": {"up_ms": 70}}]
+    rows = events.vf_table(rs, ("netfo", "kernel")).splitlines()
+    assert "| replug: appeared → up | - | 70 (70–70) |" in rows
+    assert "| replug: up → carrier | - | - |" in rows           # no carrier: no figure
+    assert "| mig-replug: up → carrier | 2,590 (2,400–2,780) | 2,840 (2,840–2,840) |" in rows
+    assert "| mig-replug: carrier → first frame out | 1 (0–2) | 1,000 (1,000–1,000) |" in rows
+    assert "| mig-replug: appeared → up | 100 (90–120) | 60 (60–60) |" in rows
+
+
 def test_load_order_puts_dependencies_first_and_skips_builtins(tmp_path: Path):
     k = image.Kernel("v", tmp_path)
     k.modules.mkdir(parents=True)
