@@ -83,7 +83,7 @@ cdef struct master_stats:
     uint64_t drop_outgoing       # RX of a frame the slave sent (PACKET_IGNORE_OUTGOING missing)
     uint64_t send_failovers      # active slave failed mid-send; loop switched
     uint64_t link_holds          # the loop left a slave itself: link event, not running
-    uint64_t link_recoveries     # ... or took one whose carrier came back while none could transmit
+    uint64_t link_recoveries     # ... or took one whose carrier came back (none could transmit, or set_takeover)
     # RX segments merged into an earlier frame of their batch by --gro
     # (rx_packets still counts every segment delivered)
     uint64_t rx_coalesced
@@ -104,6 +104,7 @@ cdef class Datapath:
     cdef int rx_policy
     cdef int promisc
     cdef int carrier_off              # the master's carrier, as set_carrier() last set it
+    cdef int takeover                 # set_takeover(): the slot taken as soon as it runs, or -1
     cdef uint64_t busy_poll_ns
     cdef int last_act                 # slot that transmitted as of the last change
     cdef int prev_act                 # the one before it, whose unicast is still taken
@@ -165,6 +166,9 @@ cdef class Datapath:
     cdef int _lost_carrier(self, int s) noexcept nogil
     cdef void _pump_carrier(self) noexcept nogil
     cdef int _recover(self) noexcept nogil
+    cdef void _take_over(self) noexcept nogil
+    cdef bint _runs_again(self, int s) noexcept nogil
+    cdef void _take(self, int s) noexcept nogil
     cdef void _hold(self, int s, uint64_t *why) noexcept nogil
     cdef int _pump_tap(self) noexcept nogil
     cdef void _send_batch(self, int n) noexcept nogil

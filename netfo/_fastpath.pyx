@@ -140,6 +140,7 @@ cdef class Datapath:
         tr_zero(&self.rd)
         tr_zero(&self.wr)
         self.tap_fd = tap_fd
+        self.takeover = -1
         self.ep_tx = self.ep_rx = self.cmd_tx = self.cmd_rx = self.ack_fd = self.ev_fd = -1
         self.nl_fd = self.tm_fd = -1
         self.carrier_fd[0] = self.carrier_fd[1] = -1
@@ -272,6 +273,16 @@ cdef class Datapath:
                 with gil:
                     raise OSError(errno, "TUNSETCARRIER")
             store_int_sc(&self.carrier_off, not on)
+
+    def set_takeover(self, int slot):
+        """Make slot ready and preferred by itself as soon as its link runs
+        (a link event or a miimon tick), without waiting for the control
+        plane, as net_failover's per-frame check takes a primary with
+        carrier (-1: never).  The control plane's standing choice while
+        nothing may delay the primary (reselect always, no updelay, no
+        manual choice): a re-plugged VF then carries the traffic from its
+        carrier on.  Counted in link_recoveries, told through event_fd()."""
+        store_int(&self.takeover, -1 if slot < 0 else slot & 1)
 
     def set_ready(self, int slot, bint ready):
         """Tell the loops whether a slave may transmit (admin up and carrier).
@@ -640,6 +651,7 @@ cdef class Datapath:
                                 and not self._link_ok(s):
                             self._hold(s, &self.m.link_holds)
                 pos += (h.nlmsg_len + 3) & ~3
+            self._take_over()
             self._recover()
 
     cdef int _name(self, int s, bint again) noexcept nogil:
@@ -753,6 +765,7 @@ cdef class Datapath:
         for s in range(2):
             if self._lost_carrier(s) == 1 and load_int(&self.ready[s]):
                 self._hold(s, &self.m.link_holds)
+        self._take_over()
         self._recover()
 
     cdef int _recover(self) noexcept nogil:
@@ -763,32 +776,46 @@ cdef class Datapath:
         through event_fd().  The group does the same (updelay yields when
         nothing else can transmit).  1 if one was taken."""
         cdef int p, s, i
-        cdef int on = 1
-        cdef uint64_t one = 1
         if self._active() >= 0:
             return 0
         p = load_int(&self.preferred)
         for i in range(2):
             s = p if i == 0 else 1 - p
-            # IFF_RUNNING: a carrier coming back is urgent for linkwatch,
-            # which sets it once it has activated the qdisc (that drops
-            # frames until then); no loss since the last look, as it is
-            # late to report those
-            if load_int(&self.ifindex[s]) and self._link_ok(s) and self._lost_carrier(s) != 1:
-                store_int_sc(&self.held[s], 0)
-                store_int_sc(&self.ready[s], 1)
-                self._note_active()
-                # net_failover turns its master's carrier on in the slave's
-                # own link event; the control plane would a Python wake-up
-                # later (~0.1 s in a TCG guest), while the guest's stack
-                # drops what it sends to a master without carrier
-                if load_int_sc(&self.carrier_off):
-                    store_int_sc(&self.carrier_off, 0)
-                    ioctl(self.tap_fd, linux.TUNSETCARRIER, &on)
-                self.m.link_recoveries += 1
-                write(self.ev_fd, &one, 8)
+            if self._runs_again(s):
+                self._take(s)
                 return 1
         return 0
+
+    cdef void _take_over(self) noexcept nogil:
+        """set_takeover()'s slot, once its link runs: ready and preferred."""
+        cdef int t = load_int(&self.takeover)
+        if t >= 0 and not load_int(&self.ready[t]) and self._runs_again(t):
+            store_int(&self.preferred, t)
+            self._take(t)
+
+    cdef bint _runs_again(self, int s) noexcept nogil:
+        # IFF_RUNNING: a carrier coming back is urgent for linkwatch, which
+        # sets it once it has activated the qdisc (that drops frames until
+        # then); no loss since the last look, as it is late to report those
+        return load_int(&self.ifindex[s]) and self._link_ok(s) and self._lost_carrier(s) != 1
+
+    cdef void _take(self, int s) noexcept nogil:
+        """Transmit via s (its hold ends), with the master's carrier on;
+        the control plane follows through event_fd()."""
+        cdef int on = 1
+        cdef uint64_t one = 1
+        store_int_sc(&self.held[s], 0)
+        store_int_sc(&self.ready[s], 1)
+        self._note_active()
+        # net_failover turns its master's carrier on in the slave's own link
+        # event; the control plane would a Python wake-up later (~0.1 s in a
+        # TCG guest), while the guest's stack drops what it sends to a master
+        # without carrier
+        if load_int_sc(&self.carrier_off):
+            store_int_sc(&self.carrier_off, 0)
+            ioctl(self.tap_fd, linux.TUNSETCARRIER, &on)
+        self.m.link_recoveries += 1
+        write(self.ev_fd, &one, 8)
 
     cdef inline void _hold(self, int s, uint64_t *why) noexcept nogil:
         """Stop transmitting via s until the control plane release()s it;

@@ -324,6 +324,8 @@ class Daemon:
         for role in Role:
             self.dp.set_ready(role, role in d.ready and role in self.slaves)
         self.dp.set_preferred(d.active if d.active is not None else Role.PRIMARY)
+        takeover = self.group.takeover()
+        self.dp.set_takeover(-1 if takeover is None else takeover)
         for e in d.events:
             self._log(e)
         if d.carrier != self.carrier and not self.keep_carrier:
@@ -498,7 +500,19 @@ class Daemon:
         except BlockingIOError:
             pass
         self._poll_carrier()
+        self._read_taken()
         self._follow_loop(counters=True)
+
+    def _read_taken(self) -> None:
+        """The loop took a slave whose link the group has not seen run yet
+        (set_takeover, or a recovery): read that link now, or the group's
+        next decision would undo the loop's."""
+        slot = self.dp.active()
+        link = self.group.slaves.get(Role(slot)) if slot >= 0 else None
+        if link is not None and not link.ready:
+            fresh = links.get(self.ipr, index=link.index)
+            if fresh is not None:
+                self._execute(self.group.link_changed(self._measured(fresh)))
 
     # ------------------------------------------------------------ serve
 

@@ -197,6 +197,17 @@ class Group:
         """The slave that transmits now."""
         return TRANSMITS[self.state]
 
+    def takeover(self) -> Optional[Role]:
+        """The slave the datapath may take by itself the moment its link
+        runs (Datapath.set_takeover), as net_failover's per-frame check
+        does: the primary, while nothing may hold it back (reselect
+        always, no updelay, no manual choice of the standby, no path judged
+        down); otherwise None."""
+        if (self.policy.reselect == "always" and not self.policy.updelay
+                and self.forced in (None, Role.PRIMARY) and Role.PRIMARY not in self.broken):
+            return Role.PRIMARY
+        return None
+
     @property
     def carrier(self) -> bool:
         """Master carrier: on while some slave can transmit (B-29..31), and

@@ -57,6 +57,7 @@ class Queues:
     # that lost it after the others noticed.
     set_carrier = _fanned("set_carrier")
     set_ready = _fanned("set_ready")
+    set_takeover = _fanned("set_takeover")
     release = _fanned("release")
     set_promisc = _fanned("set_promisc")
     set_busy_poll = _fanned("set_busy_poll")

@@ -91,6 +91,16 @@ elif case == "send":
     out["sent"] = transmitted_on("v1")
     out["recoveries"] = m("link_recoveries")
     out["active"] = dp.active()
+elif case in ("takeover", "no-takeover"):
+    sh("ip", "link", "set", "v1", "down")       # the primary loses its carrier ...
+    out["held_primary"] = wait_for(lambda: dp.active() == fp.STANDBY)
+    dp.set_ready(fp.PRIMARY, False)             # ... as the control plane saw too
+    dp.set_preferred(fp.STANDBY)
+    dp.set_takeover(fp.PRIMARY if case == "takeover" else -1)
+    sh("ip", "link", "set", "v1", "up")
+    out["took"] = wait_for(lambda: dp.active() == fp.PRIMARY, 0.5)
+    out["recoveries"] = m("link_recoveries")
+    out["sent"] = transmitted_on("v1")
 else:
     sh("ip", "link", "set", "v1", "down")       # the primary loses its carrier
     out["held_primary"] = wait_for(lambda: dp.active() == fp.STANDBY)
@@ -137,6 +147,17 @@ def test_loop_holds_and_recovers_on_carrier(case):
     assert got["master_carrier"], got
     assert got["sent"], got
     print(f"{case}: standby transmitting {got['recover_ms']:.1f} ms after `ip link set up`")
+
+
+@pytest.mark.parametrize("case", ["takeover", "no-takeover"])
+def test_loop_takes_the_primary_back_by_itself_only_when_told(case):
+    """set_takeover: the primary transmits again from its carrier on while
+    the standby carries the traffic, without the control plane (a re-plugged
+    VF); without it the control plane's choice stands."""
+    got = run(case)
+    assert got["held_primary"], got
+    want = case == "takeover"
+    assert got["took"] == want and got["recoveries"] == int(want) and got["sent"] == want, got
 
 
 def test_send_takes_a_slave_with_carrier_when_none_is_ready():

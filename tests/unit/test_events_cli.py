@@ -72,6 +72,9 @@ class FakeDP:
     def set_preferred(self, role):
         self.preferred = role
 
+    def set_takeover(self, role):
+        self.takeover = role
+
 
 class FakeSlaves(set):
     held: dict = {}                         # no sockets: no live carrier to read

@@ -248,3 +248,21 @@ def test_a_switch_the_loop_made_first_is_dated_by_the_loop():
     g.link_removed(3)
     e = g.switches()[-1]
     assert (e["to"], e["reason"], e["loop_mono"]) == ("standby", "deleted", 4.25)
+
+
+def test_takeover_is_the_primary_only_while_nothing_may_hold_it_back():
+    # the datapath takes it the moment its link runs (net_failover's
+    # per-frame check); updelay, reselect, a manual standby or a broken path
+    # are the group's to weigh
+    from netfo.group import Policy
+    assert group().takeover() == Role.PRIMARY
+    assert group(policy=Policy(updelay=0.2)).takeover() is None
+    assert group(policy=Policy(reselect="failure")).takeover() is None
+    g = group()
+    g.force(Role.STANDBY)
+    assert g.takeover() is None
+    g.force(Role.PRIMARY)
+    assert g.takeover() == Role.PRIMARY
+    g.force(None)
+    g.path_down(Role.PRIMARY)
+    assert g.takeover() is None

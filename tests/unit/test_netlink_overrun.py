@@ -46,6 +46,9 @@ class FakeDp:
     def set_preferred(self, slot):
         self.preferred = slot
 
+    def set_takeover(self, slot):
+        self.takeover = slot
+
     def release(self, role):
         self.released.append(role)
 
