@@ -53,7 +53,7 @@ FAMILIES = (
     ("netfo_last_failover_timestamp_seconds", "gauge",
      "Unix time of the last switch of the transmitting slave (absent before the first)"),
     ("netfo_loop_switches_total", "counter",
-     "Times the forwarding loop left a slave by itself before the control plane decided"),
+     "Times the forwarding loop left or took a slave by itself before the control plane decided"),
     ("netfo_silence_reinstalls_total", "counter",
      "Times netfo put back the slaves' silencing (nft table/chains, sysctls) after a firewall or sysctl reload removed it"),
     ("netfo_forced", "gauge",
