@@ -264,7 +264,7 @@ cdef class Datapath:
 
     def set_carrier(self, bint on):
         """Set the master's carrier.  The loop turns it back on itself when
-        it takes a slave while it is off (_recover); only then, as
+        it takes a slave while it is off (_take); only then, as
         TUNSETCARRIER waits for the RTNL lock, which a slave's unplug holds
         for tens of ms."""
         cdef int carrier = on
