@@ -421,9 +421,9 @@ class Daemon:
         """Tell the group the slaves' live carrier, as the kernel's netlink
         notification of a carrier loss can lag by up to a second (B-21).
         The loop reads it every miimon ms itself (no wake-up of ours) and
-        wakes us when it held or took a slave on it.  (A carrier that comes
-        back while the other slave transmits leaves the loop nothing to do:
-        netlink tells that at once, linkwatch's urgent case.)"""
+        wakes us when it held or took a slave on it (a recovery, or the
+        primary's takeover): read before the group's next decision, which
+        would otherwise undo the loop's."""
         for role, state in list(self.slaves.held.items()):
             link = self.group.slaves.get(role)
             if link is None or links.live_ready(state.index) in (None, link.ready):
@@ -500,19 +500,7 @@ class Daemon:
         except BlockingIOError:
             pass
         self._poll_carrier()
-        self._read_taken()
         self._follow_loop(counters=True)
-
-    def _read_taken(self) -> None:
-        """The loop took a slave whose link the group has not seen run yet
-        (set_takeover, or a recovery): read that link now, or the group's
-        next decision would undo the loop's."""
-        slot = self.dp.active()
-        link = self.group.slaves.get(Role(slot)) if slot >= 0 else None
-        if link is not None and not link.ready:
-            fresh = links.get(self.ipr, index=link.index)
-            if fresh is not None:
-                self._execute(self.group.link_changed(self._measured(fresh)))
 
     # ------------------------------------------------------------ serve
 
