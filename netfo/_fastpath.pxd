@@ -36,11 +36,13 @@ cdef enum:
     C_RX_ALL = 2
     # After a switch, the switch in front of the slaves keeps sending the
     # guest's unicast to the old slave's port until the announcement (or the
-    # guest's next frame) reaches it: for this long, the active policy still
-    # takes unicast from the slave that transmitted before. Broadcast and
-    # multicast arrive on both slaves and stay one-slave-only: nothing is
-    # delivered twice.
-    RX_GRACE_NS = 100000000
+    # guest's next frame) reaches it: until the new slave receives unicast
+    # for the guest, at most this long, the active policy still takes
+    # unicast from the slave that transmitted before. (A guest that sends
+    # nothing waits for the control plane's announcement: 0.1-0.5 s in a
+    # TCG guest.) Broadcast and multicast arrive on both slaves and stay
+    # one-slave-only: nothing is delivered twice.
+    RX_GRACE_NS = 1000000000
     LOOP_TX = 0                 # loops[], acked[]: the loop that reads the TAP
     LOOP_RX = 1                 # ... and the one that reads the slaves
     C_TAP_IO_SYSCALLS = 0       # --tap-io: read()/write() per frame
@@ -108,7 +110,7 @@ cdef class Datapath:
     cdef uint64_t busy_poll_ns
     cdef int last_act                 # slot that transmitted as of the last change
     cdef int prev_act                 # the one before it, whose unicast is still taken
-    cdef uint64_t prev_until          # ... until then (monotonic ns)
+    cdef uint64_t prev_until          # ... until then (monotonic ns; 0 once the new one heard unicast)
     cdef uint64_t switched_ns         # when last_act last changed (monotonic ns)
     cdef int loops[2]                 # [tx, rx]: loops running now
     cdef uint64_t cmd_gen             # set_slave's generation

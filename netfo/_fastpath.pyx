@@ -56,7 +56,7 @@ from .includes.tapring cimport (
     tr_reap, tr_release, tr_cancel, tr_wait, tr_write, tr_flush)
 from .includes.atomics cimport (
     load_int, store_int, load_int_sc, store_int_sc, add_int, load_u64,
-    store_u64, add_u64)
+    store_u64, add_u64, cas_u64)
 
 
 cdef inline uint64_t monotonic_ns() noexcept nogil:
@@ -988,6 +988,7 @@ cdef class Datapath:
         cdef int policy = load_int(&self.rx_policy)
         cdef int promisc = load_int(&self.promisc)
         cdef int k, i, act, deliver, grace = 0, err, nout = 0
+        cdef uint64_t until = 0
         cdef unsigned int length
         cdef gro_frame *out
         cdef char *frame
@@ -1019,6 +1020,7 @@ cdef class Datapath:
             act = self._active()
             deliver = act == s or act < 0
             grace = not deliver and self._grace(s)
+            until = load_u64(&self.prev_until) if act == s else 0
         self.m.rx_received += k
         for i in range(k):
             length = self.rxmsg[i].msg_len
@@ -1034,6 +1036,11 @@ cdef class Datapath:
             if not deliver and not (grace and self.rxaddr[i].sll_pkttype == linux.PACKET_HOST):
                 self._rx_drop(s, &self.m.drop_rx_policy)
                 continue
+            if until and self.rxaddr[i].sll_pkttype == linux.PACKET_HOST:
+                # the network delivers the guest's unicast here now: the
+                # old slave's grace ends (unless a newer switch began one)
+                cas_u64(&self.prev_until, until, 0)
+                until = 0
             if self.rxaddr[i].sll_pkttype == linux.PACKET_OTHERHOST and not promisc:
                 self._rx_drop(s, &self.m.drop_otherhost)
                 continue

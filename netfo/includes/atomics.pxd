@@ -18,6 +18,8 @@ cdef extern from *:
     #define netfo_load_sc(p)     __atomic_load_n((p), __ATOMIC_SEQ_CST)
     #define netfo_store_sc(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
     #define netfo_add(p, v)      __atomic_add_fetch((p), (v), __ATOMIC_ACQ_REL)
+    #define netfo_cas(p, e, v)   ({ __typeof__(*(p)) e_ = (e); \
+        __atomic_compare_exchange_n((p), &e_, (v), 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE); })
     """
     int load_int "netfo_load"(const int *p) nogil
     void store_int "netfo_store"(int *p, int v) nogil
@@ -27,3 +29,4 @@ cdef extern from *:
     uint64_t load_u64 "netfo_load"(const uint64_t *p) nogil
     void store_u64 "netfo_store"(uint64_t *p, uint64_t v) nogil
     uint64_t add_u64 "netfo_add"(uint64_t *p, uint64_t v) nogil
+    bint cas_u64 "netfo_cas"(uint64_t *p, uint64_t expected, uint64_t v) nogil

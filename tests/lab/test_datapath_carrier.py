@@ -1,6 +1,8 @@
 """The loop follows the slaves' carrier by itself (set_miimon, link events):
 it holds a slave that lost its carrier, and while no slave can transmit it
-takes one whose carrier is back at once, without the control plane.
+takes one whose carrier is back at once, without the control plane. And
+after a switch it takes the old slave's unicast for as long as the network
+has not learnt the move.
 
 Each case runs a script in an anonymous network namespace (`unshare`), with
 sysfs mounted afresh for it (the loop reads the carrier there) or, in the
@@ -79,6 +81,14 @@ def transmitted_on(peer):
     finally:
         s.close()
 
+def unicast(peer, dev, tag):
+    # a frame for dev's own MAC (PACKET_HOST there) from its veth peer
+    with open(f"/sys/class/net/{dev}/address") as f:
+        dst = bytes.fromhex(f.read().strip().replace(":", ""))
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+        s.bind((peer, 0))
+        s.send(dst + b"\x02\x00\x00\x00\x00\x02" + b"\x88\xb5" + tag.encode().ljust(46, b"."))
+
 if case == "foreign-sysfs":
     time.sleep(0.2)
     out["holds"] = m("link_holds")
@@ -91,6 +101,35 @@ elif case == "send":
     out["sent"] = transmitted_on("v1")
     out["recoveries"] = m("link_recoveries")
     out["active"] = dp.active()
+elif case == "grace":
+    master = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88B5))
+    master.bind(("t0", 0))                      # what the loop delivers to the master
+    master.setblocking(False)
+    def delivered():
+        time.sleep(0.05)
+        tags = []
+        while True:
+            try:
+                tags.append(master.recv(2048)[14:].rstrip(b".").decode())
+            except BlockingIOError:
+                return tags
+    dp.set_preferred(fp.STANDBY)
+    unicast("w1", "w0", "standby")
+    dp.set_preferred(fp.PRIMARY)                # the switch: the network has not learnt it
+    time.sleep(0.3)
+    unicast("w1", "w0", "old-late")             # still taken: the primary has heard no unicast
+    unicast("v1", "v0", "new")                  # the network delivers to the primary now ...
+    out["switch"] = delivered()
+    unicast("w1", "w0", "old-after")            # ... and the grace is over
+    out["after"] = delivered()
+    dp.set_preferred(fp.STANDBY)
+    dp.set_preferred(fp.PRIMARY)                # a switch the network never follows
+    unicast("w1", "w0", "old-soon")
+    out["soon"] = delivered()
+    time.sleep(1.0)                             # RX_GRACE_NS, the longest
+    unicast("w1", "w0", "old-expired")
+    out["expired"] = delivered()
+    out["policy_drops"] = m("drop_rx_policy")
 elif case in ("takeover", "no-takeover"):
     sh("ip", "link", "set", "v1", "down")       # the primary loses its carrier ...
     out["held_primary"] = wait_for(lambda: dp.active() == fp.STANDBY)
@@ -166,6 +205,17 @@ def test_send_takes_a_slave_with_carrier_when_none_is_ready():
     got = run("send")
     assert got["active_before"] == -1, got
     assert got["sent"] and got["recoveries"] == 1 and got["active"] == 0, got
+
+
+def test_old_slave_delivers_until_the_new_one_hears_unicast():
+    """--rx-policy active after a switch: the guest's unicast from the slave
+    that transmitted before is still delivered (the switch in front has not
+    learnt the move) until the new slave receives unicast for the guest,
+    however long that takes up to RX_GRACE_NS; then it is dropped."""
+    got = run("grace")
+    assert got["switch"] == ["standby", "old-late", "new"], got
+    assert got["after"] == [] and got["soon"] == ["old-soon"] and got["expired"] == [], got
+    assert got["policy_drops"] == 2, got
 
 
 def test_foreign_sysfs_is_no_carrier_loss():
