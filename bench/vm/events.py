@@ -34,9 +34,14 @@ G2P_PORT, P2G_PORT = 5001, 5002
 
 @dataclass
 class Streams:
+    """rate frames/s each way for seconds, the event at s. A re-plug's
+    streams run on until the VF has carried them for `tail` s: in a TCG
+    guest the new VF's link comes 4-7 s after device_add, and a switch
+    after the streams' end would go unmeasured."""
     rate: float = 1000
     seconds: float = 10
     at: float = 3
+    tail: float = 2
 
 
 def _stream(*args: str) -> list[str]:
@@ -177,7 +182,9 @@ def measure(vm: Vm, event: str, s: Streams, n: int) -> dict:
     """One event under both streams; {"g2p": loss, "p2g": loss, "event_s": ...}."""
     dst_peer = PEER_IP6 if vm.ipv6 else PEER_IP4
     dst_guest = GUEST_IP6 if vm.ipv6 else GUEST_IP4
-    rate, secs = str(s.rate), str(s.seconds)
+    replug = event in ("replug", "mig-replug")
+    rate = str(s.rate)
+    length = [] if replug else ["--seconds", str(s.seconds)]      # replug: until stopped
     peer_recv = _PeerProc(vm, _stream("recv", str(G2P_PORT)))
     procs: list = [peer_recv]
     try:
@@ -185,14 +192,14 @@ def measure(vm: Vm, event: str, s: Streams, n: int) -> dict:
         guest_recv = _GuestProc(vm, f"recv{n}", _stream("recv", str(P2G_PORT)))
         guest_recv.line("ready", 60)
         guest_send = _GuestProc(vm, f"send{n}", _stream("send", dst_peer, str(G2P_PORT),
-                                                        "--rate", rate, "--seconds", secs))
+                                                        "--rate", rate, *length))
         guest_send.line("ready", 60)
         trace = None
-        if event in ("replug", "mig-replug"):
+        if replug:
             trace = _GuestProc(vm, f"vftrace{n}", [sys.executable, str(VFTRACE), "e1000e", "30"])
             trace.line("ready", 60)
         peer_send = _PeerProc(vm, _stream("send", dst_guest, str(P2G_PORT),
-                                          "--rate", rate, "--seconds", secs))
+                                          "--rate", rate, *length))
         procs.append(peer_send)
         peer_send.line("ready", 30)
         started = time.monotonic()
@@ -200,13 +207,21 @@ def measure(vm: Vm, event: str, s: Streams, n: int) -> dict:
         t0 = time.monotonic()
         do(vm, event)
         took = time.monotonic() - t0
-        sent_p = peer_send.line("result", s.seconds + 30)
-        sent_g = guest_send.line("result", s.seconds + 30)
+        vf = None
+        if replug:
+            vf = trace.line("result", 40)    # the VF's first frame out (or vftrace gave up)
+            time.sleep(max(s.tail, s.seconds - s.at - (time.monotonic() - t0)))
+            sent_p = peer_send.stop()
+            sent_g = guest_send.stop()
+            trace.stop()                     # reaps it
+        else:
+            sent_p = peer_send.line("result", s.seconds + 30)
+            sent_g = guest_send.line("result", s.seconds + 30)
         time.sleep(1.0)                      # the last frames in flight
         got_p = peer_recv.stop()
         got_g = guest_recv.stop()
-        guest_send.stop()                    # reaps it
-        vf = trace.stop() if trace else None
+        if not replug:
+            guest_send.stop()                # reaps it
     finally:
         for p in procs:
             p.kill()
