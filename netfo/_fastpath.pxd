@@ -120,6 +120,7 @@ cdef class Datapath:
     cdef int name_of[2]               # ifindex whose name ifname[] holds (TX loop)
     cdef char ifname[2][16]           # the slave's name as last looked up (renames)
     cdef int carrier_fd[2]            # ... its /sys/class/net/*/carrier_down_count, or -1
+    cdef int oper_fd[2]               # ... and its operstate, or -1
     cdef int64_t downs[2]             # ... as last read (TX loop)
     cdef int nl_fd                    # link events (RTMGRP_LINK), read by the TX loop
     cdef int tm_fd                    # miimon: timerfd, read by the TX loop
@@ -170,6 +171,7 @@ cdef class Datapath:
     cdef int _recover(self) noexcept nogil
     cdef void _take_over(self) noexcept nogil
     cdef bint _runs_again(self, int s) noexcept nogil
+    cdef bint _oper_unknown(self, int s) noexcept nogil
     cdef void _take(self, int s) noexcept nogil
     cdef void _hold(self, int s, uint64_t *why) noexcept nogil
     cdef int _pump_tap(self) noexcept nogil

@@ -33,7 +33,7 @@ import os
 
 from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free, atoi, atoll
-from libc.string cimport memcpy, memmove, memset
+from libc.string cimport memcmp, memcpy, memmove, memset
 from libc.errno cimport (errno, EAGAIN, EINTR, ENOBUFS, ENETDOWN, ENXIO,
                          ENODEV, EINVAL, EIO, EBADFD, ETIMEDOUT, ENOSYS, EOPNOTSUPP)
 
@@ -144,6 +144,7 @@ cdef class Datapath:
         self.ep_tx = self.ep_rx = self.cmd_tx = self.cmd_rx = self.ack_fd = self.ev_fd = -1
         self.nl_fd = self.tm_fd = -1
         self.carrier_fd[0] = self.carrier_fd[1] = -1
+        self.oper_fd[0] = self.oper_fd[1] = -1
         self.fds[0] = self.fds[1] = -1
         self.rx_watched[0] = self.rx_watched[1] = -1
         for i in range(NDEFER):
@@ -219,7 +220,7 @@ cdef class Datapath:
         self._close_deferred()
         if self.ep_rx != self.ep_tx and self.ep_rx >= 0:
             close(self.ep_rx)
-        for i in (self.nl_fd, self.tm_fd, self.carrier_fd[0], self.carrier_fd[1], self.ep_tx, self.cmd_tx, self.cmd_rx, self.ack_fd, self.ev_fd):
+        for i in (self.nl_fd, self.tm_fd, self.carrier_fd[0], self.carrier_fd[1], self.oper_fd[0], self.oper_fd[1], self.ep_tx, self.cmd_tx, self.cmd_rx, self.ack_fd, self.ev_fd):
             if i >= 0:
                 close(i)
         tr_free(&self.rd)
@@ -683,6 +684,9 @@ cdef class Datapath:
         if self.carrier_fd[s] >= 0 and (n <= 0 or atoi(buf) != index):
             close(self.carrier_fd[s])
             self.carrier_fd[s] = -1
+        if self.oper_fd[s] >= 0:
+            close(self.oper_fd[s])
+        self.oper_fd[s] = self._sysfs(s, b"operstate") if self.carrier_fd[s] >= 0 else -1
         self.downs[s] = self._downs(s)
         return 0
 
@@ -796,8 +800,21 @@ cdef class Datapath:
     cdef bint _runs_again(self, int s) noexcept nogil:
         # IFF_RUNNING: a carrier coming back is urgent for linkwatch, which
         # sets it once it has activated the qdisc (that drops frames until
-        # then); no loss since the last look, as it is late to report those
-        return load_int(&self.ifindex[s]) and self._link_ok(s) and self._lost_carrier(s) != 1
+        # then); no loss since the last look, as it is late to report those.
+        # IFF_RUNNING also stands for operstate "unknown", which a NIC keeps
+        # until linkwatch first looks at it: a re-plugged e1000e, without
+        # carrier, for its first 0.5 s up
+        return (load_int(&self.ifindex[s]) and self._link_ok(s) and self._lost_carrier(s) != 1
+                and not self._oper_unknown(s))
+
+    cdef bint _oper_unknown(self, int s) noexcept nogil:
+        """Slot s's operstate is "unknown" (0 if it cannot be read here)."""
+        cdef char buf[8]
+        cdef ssize_t n
+        if self.oper_fd[s] < 0:
+            return 0
+        n = pread(self.oper_fd[s], buf, sizeof(buf), 0)
+        return n >= 7 and memcmp(buf, b"unknown", 7) == 0
 
     cdef void _take(self, int s) noexcept nogil:
         """Transmit via s (its hold ends), with the master's carrier on;

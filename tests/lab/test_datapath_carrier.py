@@ -130,6 +130,15 @@ elif case == "grace":
     unicast("w1", "w0", "old-expired")
     out["expired"] = delivered()
     out["policy_drops"] = m("drop_rx_policy")
+elif case == "unknown":
+    # a link that runs (IFF_RUNNING) in operstate "unknown", as a re-plugged
+    # e1000e without carrier is until linkwatch first looks at it: lo stays there
+    dp.set_slave(fp.PRIMARY, packet.open_slave("lo"), socket.if_nametoindex("lo"))
+    dp.set_preferred(fp.STANDBY)
+    dp.set_takeover(fp.PRIMARY)
+    time.sleep(0.3)                             # 30 miimon ticks
+    out["active"] = dp.active()
+    out["recoveries"] = m("link_recoveries")
 elif case in ("takeover", "no-takeover"):
     sh("ip", "link", "set", "v1", "down")       # the primary loses its carrier ...
     out["held_primary"] = wait_for(lambda: dp.active() == fp.STANDBY)
@@ -197,6 +206,13 @@ def test_loop_takes_the_primary_back_by_itself_only_when_told(case):
     assert got["held_primary"], got
     want = case == "takeover"
     assert got["took"] == want and got["recoveries"] == int(want) and got["sent"] == want, got
+
+
+def test_a_link_in_operstate_unknown_is_not_taken():
+    """IFF_RUNNING without a known carrier (operstate "unknown") is no
+    carrier coming back: the loop leaves such a link to the control plane."""
+    got = run("unknown")
+    assert got == {"active": 1, "recoveries": 0}, got
 
 
 def test_send_takes_a_slave_with_carrier_when_none_is_ready():
