@@ -80,10 +80,11 @@ class Config:
         0, "a slave that comes back must stay ready this long before it transmits again "
         "(default %(default)s, as net_failover)", metavar="MS")
     downdelay: int = _opt(
-        200, "keep the master's carrier this long when no slave can transmit, so a short "
-        "gap (a migration's switch-over, a link reset) does not flush the guest's "
-        "neighbour tables; frames meanwhile are dropped and counted (default "
-        "%(default)s; 0: carrier off at once, as net_failover)", metavar="MS")
+        5000, "keep the master's carrier this long when no slave can transmit, so a short "
+        "gap (a migration's switch-over: a re-plugged VF trains its link for seconds; a "
+        "link reset) does not flush the guest's neighbour tables; frames meanwhile are "
+        "dropped and counted (default %(default)s; 0: carrier off at once, as "
+        "net_failover)", metavar="MS")
     reselect: str = _opt(
         "always", "when a ready primary takes over again: always (default), if faster "
         "(better), or only when the active slave fails", choices=RESELECT)

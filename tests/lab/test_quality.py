@@ -136,7 +136,7 @@ def test_switch_is_announced_to_the_network(lab, netfo):
 
 def drained_stream(lab, netfo_args, port: int):
     """Transmit moves to the standby (netfo set ... active standby) ~1.4 s into
-    a 2000/s peer->guest stream, while the bridge still sends the guest's MAC
+    a 4 s, 2000/s peer->guest stream, while the bridge still sends the guest's MAC
     to the VF's port: the stream's result and netfo's last event."""
     n = Netfo(lab, *netfo_args).start()
     try:
@@ -145,7 +145,7 @@ def drained_stream(lab, netfo_args, port: int):
         lab.link("virtio", "up")
         n.wait(lambda s: n.slave("standby")["carrier"], what="standby carrier")
         ping(lab, "guest", PEER_IP4, count=2)          # the bridge learns the VF port
-        down = Stream(lab, "peer", "guest", GUEST_IP4, port, 2000, 3.0)
+        down = Stream(lab, "peer", "guest", GUEST_IP4, port, 2000, 4.0)
         time.sleep(1.0)
         n.cli("set", "ens10", "active", "standby")
         return down.result(), n.status()["events"][-1]
@@ -159,19 +159,20 @@ def test_announcement_moves_inbound_traffic_at_once(lab):
     # announces are lost (a few ms; 50 ms = 100 frames at 2000/s allows for
     # a loaded 2-core CI machine). Without them (net_failover's behaviour) the
     # bridge keeps sending to the VF's port for the rest of the stream (over
-    # 1.5 s: the CLI takes ~0.4 s), whose frames the active rx policy drops
-    # after the first 100 ms.
+    # 2.5 s: the CLI takes ~0.4 s), whose frames the active rx policy drops
+    # after the first second (the standby never hears the guest's unicast).
     with_notify, _ = drained_stream(lab, (), 5040)
     without, _ = drained_stream(lab, ("--notify-count", "0"), 5041)
     assert with_notify["lost"] <= 100, with_notify["lost"]
     assert without["lost"] > 1000, without["lost"]
 
 
-def test_unicast_still_sent_to_the_old_slave_is_taken_for_100_ms(lab):
+def test_unicast_still_sent_to_the_old_slave_is_taken_for_at_most_1_s(lab):
     """After a switch the bridge keeps sending the guest's unicast to the old
     slave's port until it learns the move. The active policy takes those
-    frames for 100 ms (unicast reaches one port only: no duplicates), then
-    drops them until the guest's next frame teaches the bridge."""
+    frames until the new slave receives unicast for the guest, at most 1 s
+    (unicast reaches one port only: no duplicates); here, without
+    announcements, nothing teaches the bridge: 1 s, then they are dropped."""
     r, event = drained_stream(lab, ("--notify-count", "0"), 5045)
     assert event["reason"] == "manual" and event["to"] == "standby"
     switched = event["time"] - (time.time() - time.monotonic())
@@ -180,7 +181,7 @@ def test_unicast_still_sent_to_the_old_slave_is_taken_for_100_ms(lab):
     # the last frame before the stream stopped coming in
     times = [t for t in r["times"] if t > switched - 0.05]
     cut = next((a for a, b in zip(times, times[1:]) if b - a > 0.05), times[-1])
-    assert 0.07 <= cut - switched <= 0.4, cut - switched
+    assert 0.95 <= cut - switched <= 1.4, cut - switched
 
 
 def test_no_guest_frame_is_lost_when_the_vf_is_deleted(lab, netfo):
