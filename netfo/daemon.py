@@ -343,11 +343,21 @@ class Daemon:
         if e["kind"] == "switch":
             log.info("transmit via %s (%s, %s)", e["to"], e["reason"], e["slave"])
             self.service.switched()
+            if e["from"] is None and e["to"] is not None:     # an outage ended
+                self._guarded(self._forget_failed_neighbours)
         elif e["kind"] == "path" and not e["up"]:
             log.warning("%s: no answer to probes for %.0f ms: path down", e["slave"],
                         self.prober.window * 1000)
         elif e["kind"] == "path":
             log.info("%s: probes answered again: path up", e["slave"])
+
+    def _forget_failed_neighbours(self) -> None:
+        if not self.master_index:
+            return
+        n = master.forget_failed_neighbours(self.ipr, self.master_index)
+        if n:
+            log.info("%s: %d neighbour entries failed during the outage: resolving them afresh",
+                     self.ifname, n)
 
     def _follow_loop(self, counters: bool) -> None:
         """The one place that learns what the loop did by itself: the slot

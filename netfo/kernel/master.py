@@ -121,3 +121,25 @@ def mcast_list(ifindex: int) -> set:
     except OSError:
         pass
     return out
+
+
+# Neighbour states whose resolution failed or is failing (include/uapi/linux/neighbour.h)
+NUD_INCOMPLETE, NUD_PROBE, NUD_FAILED = 0x01, 0x10, 0x20
+
+
+def forget_failed_neighbours(ipr, ifindex: int) -> int:
+    """Delete the master's neighbour entries that failed to resolve while
+    no slave could transmit (incomplete, probing, failed): the guest's next
+    packet then resolves afresh at once, where the entry would wait for its
+    next retry (1 s). An outage longer than the guest's delay_first_probe
+    (5 s after an entry went stale, as a send-only UDP stream leaves it)
+    ends with such entries. Returns how many."""
+    gone = 0
+    for n in ipr.get_neighbours(ifindex=ifindex):
+        dst = n.get_attr("NDA_DST")
+        if dst is None or not n["state"] & (NUD_INCOMPLETE | NUD_PROBE | NUD_FAILED):
+            continue
+        with contextlib.suppress(OSError):      # gone meanwhile, or resolved
+            ipr.neigh("del", dst=dst, ifindex=ifindex, family=n["family"])
+            gone += 1
+    return gone

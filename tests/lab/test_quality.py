@@ -76,6 +76,27 @@ def test_downdelay_keeps_carrier_and_neighbours_through_a_blip(lab):
         n.stop()
 
 
+def test_neighbours_that_failed_during_an_outage_resolve_at_once(lab, netfo):
+    """An entry the guest began resolving while no slave could transmit
+    waits for its next retry (1 s) after the outage; netfo deletes it when
+    a slave transmits again, so the next packet resolves it at once."""
+    assert ping(lab, "guest", PEER_IP4, count=1).received == 1
+    lab.link("vf", "down")
+    netfo.wait(lambda s: s["active"] is None, what="no slave")
+    lab.run("guest", "ip", "neigh", "flush", "dev", "ens10")
+    ping(lab, "guest", PEER_IP4, count=1, extra=("-W", "0.2"))   # probe 1 of 3, 1 s apart
+    state = lambda: lab.run("guest", "ip", "neigh", "show", PEER_IP4, "dev", "ens10").stdout
+    assert "INCOMPLETE" in state() or "FAILED" in state(), state()
+    lab.link("vf", "up")
+    t0 = time.monotonic()
+    netfo.wait(lambda s: s["active"] == "primary", what="primary back")
+    while "INCOMPLETE" in state() or "FAILED" in state():
+        # the entry's own retry is due 0.7-0.8 s after the outage's end
+        assert time.monotonic() - t0 < 0.5, state()
+        time.sleep(0.02)
+    assert ping(lab, "guest", PEER_IP4, count=1, extra=("-W", "0.3")).received == 1
+
+
 def test_events_say_why(lab, netfo):
     lab.link("virtio", "up")
     netfo.wait(lambda s: netfo.slave("standby")["carrier"], what="standby carrier")
