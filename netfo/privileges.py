@@ -140,24 +140,9 @@ def names(m: int) -> str:
     return ",".join(known.get(c, str(c)) for c in range(64) if m >> c & 1) or "none"
 
 
-# The daemon forwards the guest's traffic and makes its failovers, which the
-# kernel driver does in softirq and notifier context, ahead of any process.
-# At nice 0 a busy guest (TCG, bench.vm) delayed the enslaving of a
-# re-plugged VF by 100-250 ms, and its link by as much. Not real-time: a
-# loop that busy-polls (--busy-poll) must not starve the guest.
-NICE = -10
-
-
 def drop_for_daemon() -> None:
-    """The daemon's one call: raise its priority to NICE while it still may
-    (CAP_SYS_NICE; the threads it starts later inherit it; the systemd
-    units set Nice= to the same), drop, and say what was kept (a failure is
+    """The daemon's one call: drop, and say what was kept (a failure is
     logged, never fatal: the master matters more than the hardening)."""
-    try:
-        if os.getpriority(os.PRIO_PROCESS, 0) > NICE:
-            os.setpriority(os.PRIO_PROCESS, 0, NICE)
-    except OSError as e:
-        log.warning("could not raise the daemon's priority to nice %d: %s", NICE, e.strerror)
     try:
         kept = drop()
     except (OSError, RuntimeError) as e:

@@ -68,9 +68,6 @@ def trace(driver: str, timeout: float) -> dict:
 
 def main() -> int:
     timeout = float(sys.argv[2]) if len(sys.argv) > 2 else 30
-    # at netfo's daemon's priority, in both modes: a tracer it preempts
-    # would date the marks late
-    os.setpriority(os.PRIO_PROCESS, 0, -10)
     print(json.dumps({"event": "result", **trace(sys.argv[1], timeout)}), flush=True)
     return 0
 
