@@ -131,9 +131,9 @@ def forget_failed_neighbours(ipr, ifindex: int) -> int:
     """Delete the master's neighbour entries that failed to resolve while
     no slave could transmit (incomplete, probing, failed): the guest's next
     packet then resolves afresh at once, where the entry would wait for its
-    next retry (1 s). An outage longer than the guest's delay_first_probe
-    (5 s after an entry went stale, as a send-only UDP stream leaves it)
-    ends with such entries. Returns how many."""
+    next retry (1 s). An entry that was stale before the gap (a send-only
+    stream never confirms it) is probed into it and fails. Returns how
+    many."""
     gone = 0
     for n in ipr.get_neighbours(ifindex=ifindex):
         dst = n.get_attr("NDA_DST")
