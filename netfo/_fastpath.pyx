@@ -803,7 +803,7 @@ cdef class Datapath:
         # then); no loss since the last look, as it is late to report those.
         # IFF_RUNNING also stands for operstate "unknown", which a NIC keeps
         # until linkwatch first looks at it: a re-plugged e1000e, without
-        # carrier, for its first 0.5 s up
+        # carrier, for 0.6-0.7 s after it was brought up
         return (load_int(&self.ifindex[s]) and self._link_ok(s) and self._lost_carrier(s) != 1
                 and not self._oper_unknown(s))
 

@@ -36,8 +36,8 @@ G2P_PORT, P2G_PORT = 5001, 5002
 class Streams:
     """rate frames/s each way for seconds, the event at s. A re-plug's
     streams run on until the VF has carried them for `tail` s: in a TCG
-    guest the new VF's link comes 4-7 s after device_add, and a switch
-    after the streams' end would go unmeasured."""
+    guest the new VF's link can come more than 5 s after device_add, and a
+    switch after the streams' end would go unmeasured."""
     rate: float = 1000
     seconds: float = 10
     at: float = 3

@@ -62,6 +62,11 @@ def trace(driver: str, timeout: float) -> dict:
         time.sleep(POLL)
     if name is None:
         return {"error": f"no new {driver} link"}
+    if "first_tx_ms" in seen:
+        # no frame leaves before up and carrier: one that came within the
+        # same poll as the frame, after its own read, is dated by the frame
+        for key in ("up_ms", "carrier_ms"):
+            seen.setdefault(key, seen["first_tx_ms"])
     t0 = seen.pop("appeared")
     return {"name": name, **{k: round((t - t0) * 1000, 1) for k, t in seen.items()}}
 
