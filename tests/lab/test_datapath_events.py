@@ -30,6 +30,9 @@ def running(dev):                       # /sys is the parent namespace's
     return json.loads(p.stdout)[0]["operstate"] == "UP"
 
 threads, tap_io = int(sys.argv[1]), int(sys.argv[2])
+# no frames of the stack's own (router solicitations, MLD): one that reached
+# a slave after the TAP's deletion would end the RX loop with EBADFD too
+sh("sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
 sh("ip", "link", "set", "lo", "up")
 sh("ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1")
 sh("ip", "link", "add", "w0", "type", "veth", "peer", "name", "w1")
