@@ -14,7 +14,7 @@ import tempfile
 import pytest
 
 from netfo.lab import GUEST_IP4, GUEST_IP6
-from netfo.lab.topology import PF
+from netfo.lab.topology import PF, VF_IF
 
 from support.harness import Netfo, unique_prefix
 from support.traffic import Capture
@@ -130,17 +130,23 @@ def vf_gro_lab():
 @pytest.mark.parametrize("gro", ["off", "on"])
 def test_vf_gro_lab_hands_over_merged_frames_left_alone(vf_gro_lab, payload, gro):
     """The bench's wire-gro mode: the VF's GRO merges before AF_PACKET, so
-    netfo reads GSO frames, which its own GRO passes through untouched."""
+    netfo reads GSO frames, which its own GRO passes through untouched: it
+    merges at most the segments the VF handed over unmerged (how many of
+    those there are depends on the machine's load, so they are counted)."""
     path, digest = payload
     n = Netfo(vf_gro_lab, "--gro", gro).start()
     try:
         st0 = n.status()["slaves"]
+        single = Capture(vf_gro_lab, "guest", VF_IF, f"tcp and dst port {PORT} and less 1600",
+                         inbound=True)
         d, st = _transfer(vf_gro_lab, n, path, digest, GUEST_IP4, PORT)
+        unmerged = len(single.frames())
+        print(f"{unmerged} segments came unmerged from the VF")
         prim = next(s for s in st["slaves"] if s["role"] == "primary")["stats"]
         prim0 = next(s for s in st0 if s["role"] == "primary")["stats"]
         per_frame = (prim["rx_bytes"] - prim0["rx_bytes"]) / (prim["rx_packets"] - prim0["rx_packets"])
         assert per_frame > 3000, f"the VF did not merge: {per_frame:.0f} B/frame"
-        assert d["rx_coalesced"] < d["rx_packets"] // 10, d
+        assert d["rx_coalesced"] <= unmerged, (d, unmerged)
         _accounted(st)
     finally:
         n.stop()
