@@ -23,6 +23,19 @@ def wait_for(pred, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _logs(lab, logfile) -> str:
+    """What netfo auto and the master's daemons said, for a failure's report."""
+    ino = os.stat(f"/var/run/netns/{lab.guest}").st_ino
+    out = []
+    for title, path in (("netfo auto", str(logfile)), ("the daemons", f"/run/netfo/net{ino}-ens10.log")):
+        try:
+            with open(path) as f:
+                out.append(f"--- {title}:\n{f.read()}")
+        except OSError as e:
+            out.append(f"--- {title}: {e}")
+    return "\n".join(out)
+
+
 def status(lab):
     p = cli(lab.guest, "status", "ens10", "--json")
     return json.loads(p.stdout) if p.returncode == 0 else None
@@ -64,6 +77,8 @@ def test_auto_makes_the_master_when_the_vf_appears_and_leaves_it_running(lab, tm
         assert st is not None and st["pid"] == pid, "the master went with netfo auto"
         r = ping(lab, "guest", PEER_IP4, count=5)
         assert r.received == 5
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{_logs(lab, logfile)}") from None
     finally:
         if proc.poll() is None:
             proc.kill()
