@@ -16,7 +16,7 @@ from typing import Iterable, Optional
 
 from pyroute2 import IPRoute
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
-from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
 from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWQDISC, RTMGRP_LINK
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.tcmsg import tcmsg
@@ -147,8 +147,24 @@ def speed_duplex(name: str, index: int) -> tuple:
     return speed, duplex
 
 
+DUMP_TRIES = 5
+
+
+def whole(request, *args, **kwargs) -> tuple:
+    """The messages of a dump (request: ipr.link, ipr.get_addr, ...),
+    asked again while the kernel flags it interrupted: the table changed
+    under the dump (a link renamed, as `netfo up` does), so some entries
+    may be missing.  pyroute2 says so after the last message."""
+    for attempt in range(DUMP_TRIES):
+        try:
+            return tuple(request(*args, **kwargs))
+        except NetlinkDumpInterrupted:
+            if attempt == DUMP_TRIES - 1:
+                raise
+
+
 def dump(ipr: IPRoute) -> list:
-    return [link_from_msg(m) for m in ipr.link("dump")]
+    return [link_from_msg(m) for m in whole(ipr.link, "dump")]
 
 
 def promiscuous(index: int) -> bool:
@@ -251,7 +267,7 @@ def addresses(ipr: IPRoute, index: int) -> list:
     """
     out = []
     read_at = time.monotonic()     # before the read: the sum can only err shorter
-    msgs = ipr.get_addr(index=index)
+    msgs = whole(ipr.get_addr, index=index)
     for msg in msgs:
         addr = msg.get_attr("IFA_ADDRESS")
         if msg["family"] == 10 and ipaddress.ip_address(addr).is_link_local:
@@ -315,7 +331,7 @@ def routes(ipr: IPRoute, index: int) -> list:
     out = []
     for family in (2, 10):
         read_at = time.monotonic()
-        msgs = ipr.route("dump", family=family)
+        msgs = whole(ipr.route, "dump", family=family)
         for msg in msgs:
             if msg.get_attr("RTA_OIF") != index:
                 continue

@@ -8,6 +8,8 @@ import ipaddress
 import socket
 import struct
 
+from . import links
+
 ETH_P_8021Q = 0x8100
 IFA_F_OPTIMISTIC, IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x04, 0x08, 0x40
 RT_SCOPE_HOST = 254
@@ -80,7 +82,7 @@ def master_state(ifname: str, ipr=None) -> dict:
         with own as ipr:
             for link in ipr.link("get", index=index):
                 state["mac"] = link.get_attr("IFLA_ADDRESS")
-            for m in ipr.get_addr(index=index):
+            for m in links.whole(ipr.get_addr, index=index):
                 flags = m.get_attr("IFA_FLAGS") or m["flags"]
                 if m["family"] == socket.AF_INET:
                     state["ip4"].append(m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS"))
@@ -93,7 +95,7 @@ def master_state(ifname: str, ipr=None) -> dict:
                 if (ipaddress.IPv6Address(a).is_link_local and state["link_local6"] is None
                         and not flags & IFA_F_TENTATIVE):
                     state["link_local6"] = a
-            for link in ipr.link("dump"):
+            for link in links.whole(ipr.link, "dump"):
                 info = link.get_attr("IFLA_LINKINFO")
                 data = info.get_attr("IFLA_INFO_DATA") if info is not None else None
                 # 802.1Q devices stacked right on ifname and up; a down one
@@ -135,7 +137,7 @@ def forget_failed_neighbours(ipr, ifindex: int) -> int:
     stream never confirms it) is probed into it and fails. Returns how
     many."""
     gone = 0
-    for n in ipr.get_neighbours(ifindex=ifindex):
+    for n in links.whole(ipr.get_neighbours, ifindex=ifindex):
         dst = n.get_attr("NDA_DST")
         if dst is None or not n["state"] & (NUD_INCOMPLETE | NUD_PROBE | NUD_FAILED):
             continue
