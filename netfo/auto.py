@@ -235,10 +235,17 @@ class Auto:
                     self.said[ifname] = out
 
     def scan(self, ipr) -> None:
+        from pyroute2.netlink.exceptions import NetlinkError
         from .kernel import links
         self.reap()
+        try:
+            found = candidates(links.dump(ipr), self.cfg)
+        except (OSError, NetlinkError) as e:
+            # a service that outlives its masters must not die of one read
+            log.warning("reading the links failed (%s): again within %.0f s", e, TICK_S)
+            return
         now = time.monotonic()
-        for ifname in candidates(links.dump(ipr), self.cfg):
+        for ifname in found:
             if ifname in self.children or now - self.failed.get(ifname, -RETRY_S) < RETRY_S:
                 continue
             self.start(ifname)
