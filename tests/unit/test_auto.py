@@ -4,6 +4,7 @@ import pytest
 from netfo import auto
 from netfo.errors import NetfoError
 from netfo.group import Link
+from netfo.kernel import links
 
 MAC = "52:54:00:00:12:53"
 
@@ -93,3 +94,21 @@ def test_driver_from_sysfs(tmp_path):
     (dev / "driver").symlink_to("/sys/bus/virtio/drivers/virtio_net")
     assert auto.driver("ens10", str(tmp_path)) == "virtio_net"
     assert auto.driver("lo", str(tmp_path)) is None
+
+
+def test_a_scan_whose_link_dump_fails_starts_nothing_and_returns(caplog):
+    """The service lives on: the next tick scans again."""
+    from pyroute2.netlink.exceptions import NetlinkDumpInterrupted
+
+    class Interrupted:
+        calls = 0
+
+        def link(self, *args, **kwargs):
+            Interrupted.calls += 1
+            raise NetlinkDumpInterrupted()
+
+    a = auto.Auto(auto.parse("[auto]\ninterfaces = ens10\n"))
+    a.scan(Interrupted())
+    assert Interrupted.calls == links.DUMP_TRIES         # asked again before giving up
+    assert a.children == {}
+    assert "reading the links failed" in caplog.text
