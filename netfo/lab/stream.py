@@ -275,13 +275,14 @@ def _monitor(emit, bound) -> None:
     from pyroute2 import IPRoute
     from pyroute2.netlink.rtnl import RTMGRP_LINK, RTMGRP_NEIGH
     from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+    from ..kernel.links import whole
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     sock.bind((0, RTMGRP_LINK | RTMGRP_NEIGH))     # first: an event while dumping is kept
     marshal = MarshalRtnl()
     with IPRoute() as once:
         names = {}
-        for l in once.link("dump"):
+        for l in whole(once.link, "dump"):
             names[l["index"]] = l.get_attr("IFLA_IFNAME")
             carrier = l.get_attr("IFLA_CARRIER")
             emit({"event": "link", "t": round(time.monotonic(), 6), "index": l["index"],
