@@ -61,7 +61,7 @@ def check(ipr: IPRoute, ifname: str, replacing: bool = False) -> Plan:
     if control.running(ifname):
         raise already_running(ifname)
     j = journal.load(ifname)
-    if j is not None and not journal.from_here(j) and not _is_tap(ipr, ifname):
+    if j is not None and not journal.from_here(j) and not _is_tap(ifname):
         # Its namespace is gone (the file name's inode was reused): it
         # describes nothing here, and must not block this namespace's up.
         journal.retire(ifname)
@@ -73,7 +73,7 @@ def check(ipr: IPRoute, ifname: str, replacing: bool = False) -> Plan:
         if ifname in [sl["name"] for sl in st.get("slaves", [])]:
             raise NetfoError(f"{ifname} is already in the failover group of {other} "
                              f"(netfo down {other} first)")
-    sb = links.get(ipr, name=ifname)
+    sb = links.get(name=ifname)
     if sb is None:
         raise no_interface(ifname)
     if sb.kind == "tun":
@@ -81,14 +81,14 @@ def check(ipr: IPRoute, ifname: str, replacing: bool = False) -> Plan:
                          "(netfo makes the TAP itself)")
     if sb.arptype != 1:
         raise NetfoError(f"{ifname} is not an Ethernet interface")
-    if links.get(ipr, name=sby_name) is not None:
+    if links.get(name=sby_name) is not None:
         raise NetfoError(f"{sby_name} exists already: {ifname} seems to be in a "
                          "failover group (netfo status, or the kernel's net_failover)")
     return Plan("fresh", sb)
 
 
-def _is_tap(ipr: IPRoute, ifname: str) -> bool:
-    link = links.get(ipr, name=ifname)
+def _is_tap(ifname: str) -> bool:
+    link = links.get(name=ifname)
     return link is not None and link.kind == "tun"
 
 
@@ -102,14 +102,14 @@ def adoptable(ipr: IPRoute, ifname: str, j: dict, replacing: bool = False) -> Pl
                          f"adopted: {down}")
     if not j.get("moved") or not j.get("master"):
         return Plan("redo", journal=j)
-    m = links.get(ipr, name=ifname)
+    m = links.get(name=ifname)
     if m is None or m.index != j["master"]["index"]:
         raise NetfoError(f"{ifname} is no longer the master netfo made (index "
                          f"{j['master']['index']}): nothing touched; {down}")
     if m.kind != "tun" or links.alias(ipr, m.index) != journal.mark(j):
         raise NetfoError(f"{ifname} is a TAP that netfo did not make (no netfo mark on it): "
                          "nothing touched")
-    sb = links.get(ipr, index=j["standby"]["index"])
+    sb = links.get(index=j["standby"]["index"])
     if sb is None or sb.name != standby_name(ifname):
         raise NetfoError(f"the standby {standby_name(ifname)} (index {j['standby']['index']}) "
                          f"is gone or renamed: nothing touched; {down}")
@@ -124,7 +124,7 @@ def find_primary(ipr: IPRoute, group: Group, pinned: Optional[str], mtu: int) ->
     for the MTU it must take (B-39, said before anything is changed)."""
     found = [l for l in links.dump(ipr) if group.wants(l) == Role.PRIMARY]
     if pinned and not found:
-        other = links.get(ipr, name=pinned)
+        other = links.get(name=pinned)
         if other is not None:
             raise NetfoError(f"--primary {pinned} has MAC {other.identity_mac}, "
                              f"not {group.mac} of {group.master}")
@@ -200,7 +200,7 @@ class Builder:
         self.tap_fd = tap.open_tap(self.ifname)
         self.step("TAP fd", self._close_tap)
         tap.set_persist(self.tap_fd, True)
-        self.master_index = links.get(self.ipr, name=self.ifname).index
+        self.master_index = links.get(name=self.ifname).index
         self.journal["master"] = {"index": self.master_index, "mac": sb.identity_mac}
         self.save()
         links.set_link(self.ipr, self.master_index, "configure the master",

@@ -150,7 +150,7 @@ class Daemon:
         if plan.kind != "fresh":
             sb = plan.standby
             self.group = Group(self.ifname, sb.mac, sb.index, cfg.primary, policy=cfg.policy())
-            m = links.get(self.ipr, index=self.master_index)
+            m = links.get(index=self.master_index)
             self.carrier = m.carrier if m is not None else None
             log.info("%s: %s the master (index %d)", self.ifname,
                      "taking over" if self.takeover else "adopting", self.master_index)
@@ -409,7 +409,7 @@ class Daemon:
         role = self.group.role_of(index)
         if role is not None and role in self.slaves:
             self.dp.release(role)       # the loop's hold, if any, ends with this read
-        link = links.get(self.ipr, index=index)
+        link = links.get(index=index)
         if link is None:
             return self._on_gone(index)
         if link.index == self.master_index:
@@ -438,7 +438,7 @@ class Daemon:
             link = self.group.slaves.get(role)
             if link is None or links.live_ready(state.index) in (None, link.ready):
                 continue
-            fresh = links.get(self.ipr, index=state.index)
+            fresh = links.get(index=state.index)
             if fresh is not None:
                 self._execute(self.group.link_changed(self._measured(fresh)))
 

@@ -102,7 +102,7 @@ def slave_chain(entry: dict) -> str:
 def restore_slave(ipr: IPRoute, index: int, entry: dict, gone: bool = False) -> None:
     """Undo what enslaving did to one link (sysctl, nft chain, MTU, admin).
     NetfoError if a step fails (the rest of this link is then not tried)."""
-    link = None if gone else links.get(ipr, index=index)
+    link = None if gone else links.get(index=index)
     # By its name now: the user (udev) may have renamed it meanwhile.
     name = link.name if link is not None else entry["name"]
     with Silencer(entry["master"]) as silencer:
@@ -135,7 +135,7 @@ def restore(ipr: IPRoute, journal: dict) -> list:
     """
     left: list = []
     ifname, sb = journal["ifname"], journal["standby"]
-    master = links.get(ipr, name=ifname)
+    master = links.get(name=ifname)
     known = journal.get("master")           # None: up died before the TAP was recorded
     if (not journal.get("master_deleted") and master is not None and master.kind == "tun"
             and (known is None or master.index == known["index"])):
@@ -167,7 +167,7 @@ def restore(ipr: IPRoute, journal: dict) -> list:
             left.append(f"restore {entry['name']} ({_why(e)})")
         else:
             del journal["slaves"][index]
-    if links.get(ipr, index=sb["index"]) is None:
+    if links.get(index=sb["index"]) is None:
         log.warning("the standby (index %d) is gone: nothing to rename back", sb["index"])
         return _left(journal, left)
     steps = [(f"rename the standby (index {sb['index']}) back to {sb['name']}",

@@ -132,7 +132,7 @@ class Slaves:
             raise
         self.held[role].mcast = mcast
         self.dp.set_slave(role, fds, link.index)
-        fresh = links.get(self.ipr, index=link.index)
+        fresh = links.get(index=link.index)
         if self.prober.enabled:
             self.observe(role, packet.observer(link.name))
         log.info("%s enslaved as %s (index %d)", link.name, role, link.index)
@@ -188,7 +188,7 @@ class Slaves:
         held = {str(s.index) for s in self.held.values()}
         for index, entry in list(self.journal["slaves"].items()):
             if index not in held:
-                gone = links.get(self.ipr, index=int(index)) is None
+                gone = links.get(index=int(index)) is None
                 journal.restore_slave(self.ipr, int(index), entry, gone)
                 del self.journal["slaves"][index]
                 log.info("%s: no longer a slave (%s)", entry["name"], "gone" if gone else "restored")
