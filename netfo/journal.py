@@ -60,8 +60,10 @@ def mark(j: dict) -> str:
 
 def save(journal: dict) -> None:
     tmp = path(journal["ifname"]) + ".tmp"
+    # dumps, not dump: dump encodes in Python, dumps in C (a re-plugged VF
+    # waits for this save before its IFF_UP)
     with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-        json.dump(journal, f)
+        f.write(json.dumps(journal))
     os.replace(tmp, path(journal["ifname"]))
 
 

@@ -86,7 +86,8 @@ class Slaves:
                           "mtu": link.mtu, "was_up": link.up, "chain": chain}
         # the sysctls silencing changes (an older netfo's entry lacks some:
         # those are as they were before it)
-        for key, value in silence.saved(link.name).items():
+        sysctls = silence.saved(link.name)
+        for key, value in sysctls.items():
             entry.setdefault(key, value)
         entry.update(name=link.name, role=str(role))
         if not handed:
@@ -102,7 +103,7 @@ class Slaves:
             if not handed:
                 # sysctls and the ingress chain in place before the link can
                 # receive anything: its stack never answers for the master
-                self.silencer.silence(link.name, link.index)
+                self.silencer.silence(link.name, link.index, sysctls)
             if link.mtu != self.mtu:
                 # while down: a NIC resets its link on an MTU change
                 links.set_link(self.ipr, link.index, f"set {link.name} mtu {self.mtu}", mtu=self.mtu)

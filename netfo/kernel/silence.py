@@ -86,12 +86,13 @@ class Silencer:
         self.table = f"netfo_{master}"
         self._query: Optional[nftwatch.Query] = None
 
-    def silence(self, name: str, index: int) -> None:
+    def silence(self, name: str, index: int, now: Optional[dict] = None) -> None:
         """Silence the link index (named name now); what it changes must
-        be journalled (saved()) before."""
+        be journalled (saved()) before.  now: saved() as just read, not
+        read again."""
         chain = chain_name(index)
         self._drop_chain(chain)     # one left behind by a daemon that died
-        _set_sysctls(name)
+        _set_sysctls(name, now)
         try:
             self._q().add_chains(self.table, [(name, chain)])
         except OSError as e:
@@ -167,12 +168,12 @@ class Silencer:
         self.close()
 
 
-def _set_sysctls(name: str) -> list:
-    """Silencing's sysctls on name where they let the stack through; the
-    keys set."""
+def _set_sysctls(name: str, now: Optional[dict] = None) -> list:
+    """Silencing's sysctls on name where they let the stack through (now:
+    their values, saved(); None: read them); the keys set."""
     done = []
     for family, key, value in SYSCTLS:
-        if sysctl_get(family, name, key) == "0":
+        if (sysctl_get(family, name, key) if now is None else now[key]) == "0":
             sysctl_set(family, name, key, value)
             done.append(key)
     return done
