@@ -22,6 +22,8 @@ import socket
 import struct
 from typing import Iterator, Optional
 
+from . import nla
+
 NETLINK_NETFILTER = 12
 SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
@@ -42,21 +44,6 @@ NLMSG_ERROR = 2
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_CREATE = 0x1, 0x4, 0x400
 _HDR = struct.Struct("=IHHII")          # nlmsghdr
 _NFGEN = struct.Struct("=BBH")          # nfgenmsg (res_id: big-endian, htons)
-_ATTR = struct.Struct("=HH")
-
-
-def _attrs(data: bytes, off: int, end: int) -> Iterator[tuple]:
-    while off + 4 <= end:
-        length, kind = _ATTR.unpack_from(data, off)
-        if length < 4:
-            return
-        yield kind & 0x3fff, data[off + 4:off + length]     # without NLA_F_NESTED etc.
-        off += (length + 3) & ~3
-
-
-def _attr(kind: int, value: bytes) -> bytes:
-    raw = _ATTR.pack(4 + len(value), kind) + value
-    return raw + bytes(-len(raw) % 4)
 
 
 def _cstr(b: bytes) -> str:
@@ -115,12 +102,12 @@ class Watch:
             if subsys == NFNL_SUBSYS_NFTABLES and msg in (NFT_MSG_DELTABLE, NFT_MSG_DELCHAIN):
                 family = data[off + _HDR.size]
                 body = off + _HDR.size + _NFGEN.size
-                names = dict(_attrs(data, body, off + length))
+                names = dict(nla.parse(data, body, off + length))
                 # attribute 1 is the table's name in both messages
                 if family == NFPROTO_NETDEV and _cstr(names.get(1, b"")) == self.table:
                     yield True, None
             elif subsys == NFNL_SUBSYS_NFTABLES and msg == NFT_MSG_NEWGEN:
-                gen = dict(_attrs(data, off + _HDR.size + _NFGEN.size, off + length))
+                gen = dict(nla.parse(data, off + _HDR.size + _NFGEN.size, off + length))
                 if NFTA_GEN_PROC_NAME in gen and NFTA_GEN_PROC_PID in gen:
                     pid = struct.unpack("!I", gen[NFTA_GEN_PROC_PID][:4])[0]
                     yield False, f"{_cstr(gen[NFTA_GEN_PROC_NAME])} (pid {pid})"
@@ -131,7 +118,7 @@ class Watch:
 
 
 def _str(kind: int, value: str) -> bytes:
-    return _attr(kind, value.encode() + b"\0")
+    return nla.pack(kind, value.encode() + b"\0")
 
 
 class Query:
@@ -203,13 +190,13 @@ class Query:
         # no NLM_F_EXCL: what exists already is left as it is
         msgs = [(sub | NFT_MSG_NEWTABLE, NLM_F_CREATE, _str(NFTA_TABLE_NAME, table))]
         for dev, chain in chains:
-            hook = (_attr(NFTA_HOOK_HOOKNUM, struct.pack("!I", NF_NETDEV_INGRESS))
-                    + _attr(NFTA_HOOK_PRIORITY, struct.pack("!i", -500))
+            hook = (nla.pack(NFTA_HOOK_HOOKNUM, struct.pack("!I", NF_NETDEV_INGRESS))
+                    + nla.pack(NFTA_HOOK_PRIORITY, struct.pack("!i", -500))
                     + _str(NFTA_HOOK_DEV, dev))
             msgs.append((sub | NFT_MSG_NEWCHAIN, NLM_F_CREATE,
                          _str(NFTA_CHAIN_TABLE, table) + _str(NFTA_CHAIN_NAME, chain)
-                         + _attr(NFTA_CHAIN_HOOK | NLA_F_NESTED, hook)
-                         + _attr(NFTA_CHAIN_POLICY, struct.pack("!I", NF_DROP))
+                         + nla.pack(NFTA_CHAIN_HOOK | NLA_F_NESTED, hook)
+                         + nla.pack(NFTA_CHAIN_POLICY, struct.pack("!I", NF_DROP))
                          + _str(NFTA_CHAIN_TYPE, "filter")))
         self._batch(msgs, f"creating nft table netdev {table}")
 
