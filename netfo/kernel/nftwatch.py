@@ -22,7 +22,7 @@ import socket
 import struct
 from typing import Iterator, Optional
 
-from . import nla
+from . import nlmsg
 
 NETLINK_NETFILTER = 12
 SOL_NETLINK = 270
@@ -40,9 +40,7 @@ NLA_F_NESTED = 0x8000
 NFTA_GEN_PROC_PID, NFTA_GEN_PROC_NAME = 2, 3
 NFPROTO_NETDEV = 5
 NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME = 1, 3
-NLMSG_ERROR = 2
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_CREATE = 0x1, 0x4, 0x400
-_HDR = struct.Struct("=IHHII")          # nlmsghdr
 _NFGEN = struct.Struct("=BBH")          # nfgenmsg (res_id: big-endian, htons)
 
 
@@ -94,20 +92,20 @@ class Watch:
         """(True, None) per removal from our table, (False, "proc (pid N)")
         per generation change (the process that made it)."""
         off = 0
-        while off + _HDR.size <= len(data):
-            length, mtype = _HDR.unpack_from(data, off)[:2]
-            if length < _HDR.size or off + length > len(data):
+        while off + nlmsg.HDR.size <= len(data):
+            length, mtype = nlmsg.HDR.unpack_from(data, off)[:2]
+            if length < nlmsg.HDR.size or off + length > len(data):
                 return
             subsys, msg = mtype >> 8, mtype & 0xff
             if subsys == NFNL_SUBSYS_NFTABLES and msg in (NFT_MSG_DELTABLE, NFT_MSG_DELCHAIN):
-                family = data[off + _HDR.size]
-                body = off + _HDR.size + _NFGEN.size
-                names = dict(nla.parse(data, body, off + length))
+                family = data[off + nlmsg.HDR.size]
+                body = off + nlmsg.HDR.size + _NFGEN.size
+                names = dict(nlmsg.attrs(data, body, off + length))
                 # attribute 1 is the table's name in both messages
                 if family == NFPROTO_NETDEV and _cstr(names.get(1, b"")) == self.table:
                     yield True, None
             elif subsys == NFNL_SUBSYS_NFTABLES and msg == NFT_MSG_NEWGEN:
-                gen = dict(nla.parse(data, off + _HDR.size + _NFGEN.size, off + length))
+                gen = dict(nlmsg.attrs(data, off + nlmsg.HDR.size + _NFGEN.size, off + length))
                 if NFTA_GEN_PROC_NAME in gen and NFTA_GEN_PROC_PID in gen:
                     pid = struct.unpack("!I", gen[NFTA_GEN_PROC_PID][:4])[0]
                     yield False, f"{_cstr(gen[NFTA_GEN_PROC_NAME])} (pid {pid})"
@@ -118,7 +116,7 @@ class Watch:
 
 
 def _str(kind: int, value: str) -> bytes:
-    return nla.pack(kind, value.encode() + b"\0")
+    return nlmsg.attr(kind, value.encode() + b"\0")
 
 
 class Query:
@@ -136,7 +134,7 @@ class Query:
     def _msg(self, msg: int, flags: int, family: int, attrs: bytes, res_id: int = 0) -> bytes:
         self.seq += 1
         body = _NFGEN.pack(family, 0, socket.htons(res_id)) + attrs
-        return _HDR.pack(_HDR.size + len(body), msg, NLM_F_REQUEST | flags, self.seq, 0) + body
+        return nlmsg.HDR.pack(nlmsg.HDR.size + len(body), msg, NLM_F_REQUEST | flags, self.seq, 0) + body
 
     def _answers(self, want: set) -> bool:
         """Read until every seq in want is acknowledged; whether any data
@@ -145,13 +143,13 @@ class Query:
         while want:
             data = self.sock.recv(1 << 16)
             off = 0
-            while off + _HDR.size <= len(data):
-                length, mtype, _, seq, _ = _HDR.unpack_from(data, off)
-                if length < _HDR.size:
+            while off + nlmsg.HDR.size <= len(data):
+                length, mtype, _, seq, _ = nlmsg.HDR.unpack_from(data, off)
+                if length < nlmsg.HDR.size:
                     break
                 if seq in want:
-                    if mtype == NLMSG_ERROR:
-                        err = -struct.unpack_from("=i", data, off + _HDR.size)[0]
+                    if mtype == nlmsg.ERROR:
+                        err = nlmsg.error(data, off)
                         if err:
                             raise OSError(err, os.strerror(err))
                         want.discard(seq)
@@ -190,13 +188,13 @@ class Query:
         # no NLM_F_EXCL: what exists already is left as it is
         msgs = [(sub | NFT_MSG_NEWTABLE, NLM_F_CREATE, _str(NFTA_TABLE_NAME, table))]
         for dev, chain in chains:
-            hook = (nla.pack(NFTA_HOOK_HOOKNUM, struct.pack("!I", NF_NETDEV_INGRESS))
-                    + nla.pack(NFTA_HOOK_PRIORITY, struct.pack("!i", -500))
+            hook = (nlmsg.attr(NFTA_HOOK_HOOKNUM, struct.pack("!I", NF_NETDEV_INGRESS))
+                    + nlmsg.attr(NFTA_HOOK_PRIORITY, struct.pack("!i", -500))
                     + _str(NFTA_HOOK_DEV, dev))
             msgs.append((sub | NFT_MSG_NEWCHAIN, NLM_F_CREATE,
                          _str(NFTA_CHAIN_TABLE, table) + _str(NFTA_CHAIN_NAME, chain)
-                         + nla.pack(NFTA_CHAIN_HOOK | NLA_F_NESTED, hook)
-                         + nla.pack(NFTA_CHAIN_POLICY, struct.pack("!I", NF_DROP))
+                         + nlmsg.attr(NFTA_CHAIN_HOOK | NLA_F_NESTED, hook)
+                         + nlmsg.attr(NFTA_CHAIN_POLICY, struct.pack("!I", NF_DROP))
                          + _str(NFTA_CHAIN_TYPE, "filter")))
         self._batch(msgs, f"creating nft table netdev {table}")
 

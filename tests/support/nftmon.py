@@ -13,7 +13,7 @@ import struct
 import sys
 import time
 
-from netfo.kernel import nftwatch, nla
+from netfo.kernel import nftwatch, nlmsg
 
 NAMES = {0: "NEWTABLE", 2: "DELTABLE", 3: "NEWCHAIN", 5: "DELCHAIN"}
 
@@ -30,7 +30,7 @@ def main(table: str) -> None:
             length, mtype = struct.unpack_from("=IH", data, off)
             msg = mtype & 0xff
             if mtype >> 8 == nftwatch.NFNL_SUBSYS_NFTABLES and msg in NAMES:
-                attrs = dict(nla.parse(data, off + 20, off + length))
+                attrs = dict(nlmsg.attrs(data, off + 20, off + length))
                 if nftwatch._cstr(attrs.get(1, b"")) == table:
                     chain = nftwatch._cstr(attrs[3]) if msg in (3, 5) and 3 in attrs else None
                     print(json.dumps({"mono": now, "msg": NAMES[msg], "chain": chain}), flush=True)

@@ -2,7 +2,7 @@
 links.get: a link message read as pyroute2 reads it (no root)."""
 import struct
 
-from netfo.kernel import links
+from netfo.kernel import links, nlmsg
 
 
 def message(kind: int, index: int, attrs: bytes = b"", flags: int = 0x1) -> bytes:
@@ -25,11 +25,6 @@ def test_link_events_stops_at_a_truncated_message():
     assert list(links.link_events(data)) == [3]
 
 
-def attr(kind: int, value: bytes) -> bytes:
-    raw = struct.pack("=HH", 4 + len(value), kind) + value
-    return raw + b"\0" * (-len(raw) % 4)
-
-
 def decoded_by_pyroute2(data: bytes):
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
     msg = ifinfmsg(data)
@@ -40,23 +35,23 @@ def decoded_by_pyroute2(data: bytes):
 def test_a_link_message_reads_as_pyroute2_reads_it():
     # what the daemon reads of a re-plugged VF: nested kind, permanent MAC,
     # IFLA_CARRIER off while IFF_LOWER_UP is still set
-    attrs = (attr(links.IFLA_IFNAME, b"ens11\0")
-             + attr(links.IFLA_ADDRESS, bytes.fromhex("525400aabbcc"))
-             + attr(links.IFLA_PERM_ADDRESS, bytes.fromhex("525400AABBCD"))
-             + attr(links.IFLA_MTU, struct.pack("=I", 9000))
-             + attr(links.IFLA_MAX_MTU, struct.pack("=I", 9216))
-             + attr(links.IFLA_CARRIER, b"\0")
-             + attr(links.IFLA_LINKINFO | 0x8000, attr(links.IFLA_INFO_KIND, b"veth\0")))
+    attrs = (nlmsg.attr(links.IFLA_IFNAME, b"ens11\0")
+             + nlmsg.attr(links.IFLA_ADDRESS, bytes.fromhex("525400aabbcc"))
+             + nlmsg.attr(links.IFLA_PERM_ADDRESS, bytes.fromhex("525400AABBCD"))
+             + nlmsg.attr(links.IFLA_MTU, struct.pack("=I", 9000))
+             + nlmsg.attr(links.IFLA_MAX_MTU, struct.pack("=I", 9216))
+             + nlmsg.attr(links.IFLA_CARRIER, b"\0")
+             + nlmsg.attr(links.IFLA_LINKINFO | 0x8000, nlmsg.attr(links.IFLA_INFO_KIND, b"veth\0")))
     data = message(links.RTM_NEWLINK, 11, attrs, flags=links.IFF_UP | links.IFF_LOWER_UP)
-    mine = links._link_from_bytes(data, links.NLMSG.size, len(data))
+    mine = links._link_from_bytes(data, nlmsg.HDR.size, len(data))
     assert mine == decoded_by_pyroute2(data)
     assert (mine.name, mine.kind, mine.identity_mac, mine.carrier, mine.up) == \
         ("ens11", "veth", "52:54:00:aa:bb:cd", False, True)
 
 
 def test_a_link_message_without_the_optional_attributes():
-    data = message(links.RTM_NEWLINK, 4, attr(links.IFLA_IFNAME, b"tun0\0"))
-    mine = links._link_from_bytes(data, links.NLMSG.size, len(data))
+    data = message(links.RTM_NEWLINK, 4, nlmsg.attr(links.IFLA_IFNAME, b"tun0\0"))
+    mine = links._link_from_bytes(data, nlmsg.HDR.size, len(data))
     assert mine == decoded_by_pyroute2(data)
     assert (mine.mac, mine.perm_mac, mine.kind, mine.mtu, mine.carrier) == ("", None, None, 0, False)
 

@@ -3,11 +3,11 @@ messages built as the kernel sends them (no root, no socket)."""
 import struct
 
 from netfo import events
-from netfo.kernel import nftwatch, nla
+from netfo.kernel import nftwatch, nlmsg
 
 
 def msg(mtype: int, family: int, *attrs: tuple) -> bytes:
-    body = struct.pack("=BBH", family, 0, 0) + b"".join(nla.pack(k, v) for k, v in attrs)
+    body = struct.pack("=BBH", family, 0, 0) + b"".join(nlmsg.attr(k, v) for k, v in attrs)
     return struct.pack("=IHHII", 16 + len(body), (10 << 8) | mtype, 0, 0, 0) + body
 
 
